@@ -1,0 +1,159 @@
+//! The one place API errors become HTTP responses: `{"detail": "<text>"}` with the status of
+//! the error, or the FastAPI-style `{"detail": [{loc, msg, type, input?}]}` for 422.
+//! Internal causes are logged here and never returned.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::registry::RegistryError;
+
+/// One element of a FastAPI validation error `loc`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Loc {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&str> for Loc {
+    fn from(s: &str) -> Self {
+        Loc::Key(s.to_owned())
+    }
+}
+
+impl From<usize> for Loc {
+    fn from(i: usize) -> Self {
+        Loc::Index(i)
+    }
+}
+
+/// One FastAPI-style validation error.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldError {
+    pub loc: Vec<Loc>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+}
+
+impl FieldError {
+    pub fn new(loc: Vec<Loc>, kind: &'static str, msg: impl Into<String>) -> Self {
+        Self {
+            loc,
+            msg: msg.into(),
+            kind,
+            input: None,
+        }
+    }
+
+    pub fn with_input(mut self, input: &Value) -> Self {
+        // Large inputs are not echoed whole.
+        let echoed = match input {
+            Value::String(s) if s.len() > 256 => Value::String(format!("{}…", truncate(s, 256))),
+            Value::Object(_) | Value::Array(_) => return self,
+            v => v.clone(),
+        };
+        self.input = Some(echoed);
+        self
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Every error the API answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body too large (limit {0} bytes)")]
+    PayloadTooLarge(usize),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// Logged with its cause; the caller sees a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn field(loc: Vec<Loc>, kind: &'static str, msg: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(loc, kind, msg)])
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound => ApiError::NotFound("Connector not found".into()),
+            RegistryError::Forbidden(m) => ApiError::Forbidden(m),
+            RegistryError::Conflict(m) => ApiError::Conflict(m),
+            RegistryError::Invalid(field, msg) => {
+                ApiError::field(vec!["body".into(), field.into()], "value_error", msg)
+            }
+            RegistryError::Store(crate::store::StoreError::Database(sqlx::Error::PoolTimedOut)) => {
+                ApiError::Unavailable("The store is unavailable; try again")
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        RegistryError::Store(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            ApiError::Validation(errors) => json!({ "detail": errors }),
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                json!({ "detail": "Internal server error" })
+            }
+            other => json!({ "detail": other.to_string() }),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,145 @@
+//! Request extractors that fail with [`ApiError`]: the caller's principal, a JSON object body
+//! (size-limited, with FastAPI-style errors), and query parameters.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::error::{ApiError, FieldError, Loc};
+use crate::identity::Principal;
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized(
+                "Missing Authorization header (expected `Bearer <API key>`)",
+            ))?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("Malformed Authorization header"))?;
+        let key = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(ApiError::Unauthorized(
+                "Authorization header must be `Bearer <API key>`",
+            ))?;
+        match state.keys.authenticate(key).await? {
+            Some(p) => Ok(Caller(p)),
+            None => Err(ApiError::Unauthorized("Invalid API key")),
+        }
+    }
+}
+
+/// A request body that must be a JSON object.
+#[derive(Debug)]
+pub struct JsonObject(pub Map<String, Value>);
+
+impl FromRequest<AppState> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.max_body_bytes;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::field(
+                vec!["body".into()],
+                "missing",
+                "Field required",
+            ));
+        }
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::Validation(vec![FieldError::new(
+                vec!["body".into(), Loc::Index(e.column())],
+                "json_invalid",
+                format!("JSON decode error: {e}"),
+            )])
+        })?;
+        match value {
+            Value::Object(map) => Ok(JsonObject(map)),
+            other => Err(ApiError::Validation(vec![
+                FieldError::new(
+                    vec!["body".into()],
+                    "model_attributes_type",
+                    "Input should be a valid dictionary or object to extract fields from",
+                )
+                .with_input(&other),
+            ])),
+        }
+    }
+}
+
+/// Query parameters, last value wins; unknown parameters are ignored.
+#[derive(Debug, Default)]
+pub struct Query(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or_default();
+        Ok(Query(
+            url::form_urlencoded::parse(raw.as_bytes())
+                .into_owned()
+                .collect(),
+        ))
+    }
+}
+
+impl Query {
+    pub fn string(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// A boolean parameter (`true/false/1/0/yes/no/on/off`, as FastAPI accepts).
+    pub fn bool(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        let Some(raw) = self.0.get(key) else {
+            return Ok(None);
+        };
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Some(true)),
+            "false" | "0" | "no" | "off" => Ok(Some(false)),
+            _ => Err(ApiError::Validation(vec![
+                FieldError::new(
+                    vec!["query".into(), key.into()],
+                    "bool_parsing",
+                    "Input should be a valid boolean, unable to interpret input",
+                )
+                .with_input(&Value::String(raw.clone())),
+            ])),
+        }
+    }
+
+    /// An integer parameter.
+    pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        let Some(raw) = self.0.get(key) else {
+            return Ok(None);
+        };
+        raw.trim().parse().map(Some).map_err(|_| {
+            ApiError::Validation(vec![
+                FieldError::new(
+                    vec!["query".into(), key.into()],
+                    "int_parsing",
+                    "Input should be a valid integer, unable to parse string as an integer",
+                )
+                .with_input(&Value::String(raw.clone())),
+            ])
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! The API listener: control-plane routes (`/v1/connectors…`), with the caller authenticated
+//! by the [`extract::Caller`] extractor and every error rendered by [`error::ApiError`].
+
+mod connectors;
+mod dto;
+pub mod error;
+mod extract;
+mod fields;
+pub mod view;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::identity::ApiKeys;
+use crate::registry::Registry;
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Registry,
+    pub keys: ApiKeys,
+}
+
+/// The API router.
+///
+/// Middleware order (outermost first): request tracing → routing → handler. Authentication is
+/// an extractor, not a layer, so unknown routes answer 404 without looking at credentials.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route(
+            "/connectors",
+            post(connectors::create).get(connectors::list),
+        )
+        .route(
+            "/connectors/{ref}",
+            get(connectors::get)
+                .patch(connectors::update)
+                .delete(connectors::delete),
+        )
+        .route(
+            "/connectors/{ref}/share",
+            put(connectors::share_workspace).delete(connectors::unshare_workspace),
+        )
+        .route(
+            "/connectors/{ref}/organization/share",
+            put(connectors::share_org).delete(connectors::unshare_org),
+        )
+        .route(
+            "/connectors/{ref}/{scope}/activate",
+            post(connectors::activate),
+        )
+        .route(
+            "/connectors/{ref}/{scope}/deactivate",
+            post(connectors::deactivate),
+        );
+    Router::new()
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::NotFound("Not Found".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,242 @@
+//! `App::build(Config) -> Bound`, used by `main` and by every test: loads the vault keys,
+//! opens the store (running migrations), checks every sealed secret opens, bootstraps the
+//! admin key, binds the api and admin listeners, and drains gracefully on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Readiness};
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::identity::{ApiKeys, Principal};
+use crate::registry::{Registry, RegistryError};
+use crate::store::{SqlStore, Store, StoreError};
+use crate::vault::{self, KeySource, VaultError};
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{}", unreadable_message(.0))]
+    UnreadableSecrets(Vec<(String, String)>),
+    #[error("checking stored secrets: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+fn unreadable_message(records: &[(String, String)]) -> String {
+    let list: Vec<String> = records
+        .iter()
+        .map(|(r, why)| format!("{r} ({why})"))
+        .collect();
+    format!(
+        "{} stored secret(s) cannot be opened with the loaded vault keys — is SWITCHBOARD_VAULT_KEY \
+         (or the key file) the one they were sealed with? Refusing to serve them. Records: {}",
+        records.len(),
+        list.join("; ")
+    )
+}
+
+/// Builds the application.
+#[derive(Debug)]
+pub struct App;
+
+impl App {
+    pub async fn build(config: Config) -> Result<Bound, BuildError> {
+        let config = Arc::new(config);
+        let (vault, source) =
+            vault::load_or_create(config.vault.key.as_ref(), &config.vault.key_file)?;
+        match &source {
+            KeySource::Generated(path) => tracing::warn!(
+                key_file = %path.display(),
+                "NO VAULT KEY CONFIGURED: generated a new one into the key file. This is for \
+                 development only — production must supply its own key via SWITCHBOARD_VAULT_KEY \
+                 and keep it safe; losing it loses every stored secret"
+            ),
+            KeySource::File(path) => {
+                tracing::info!(key_file = %path.display(), key_id = vault.primary_key_id(), "vault key loaded from file")
+            }
+            KeySource::Configured => tracing::info!(
+                key_id = vault.primary_key_id(),
+                "vault key loaded from configuration"
+            ),
+        }
+        let vault = Arc::new(vault);
+
+        let sql = SqlStore::connect(&config.store).await?;
+        tracing::info!(backend = ?sql.backend(), "store ready, migrations applied");
+        let store: Arc<dyn Store> = Arc::new(sql.clone());
+
+        let registry = Registry::new(store.clone(), vault);
+        if config.vault.verify_on_start {
+            let unreadable = registry.unreadable_secrets().await?;
+            if !unreadable.is_empty() {
+                sql.close().await;
+                return Err(BuildError::UnreadableSecrets(unreadable));
+            }
+        }
+
+        let keys = ApiKeys::new(store.clone());
+        let admin = Principal {
+            user_id: config.auth.bootstrap_user.clone(),
+            workspace_id: config.auth.bootstrap_workspace.clone(),
+            org_id: config.auth.bootstrap_org.clone(),
+            is_admin: true,
+        };
+        let bootstrap_key = keys
+            .bootstrap(config.auth.bootstrap_key.as_ref(), &admin)
+            .await?;
+
+        let api_listener = bind("api", config.api_listen).await?;
+        let admin_listener = bind("admin", config.admin_listen).await?;
+        let api_addr = local_addr("api", config.api_listen, &api_listener)?;
+        let admin_addr = local_addr("admin", config.admin_listen, &admin_listener)?;
+
+        let readiness = Readiness::new(store.clone());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let state = AppState {
+            config: config.clone(),
+            registry,
+            keys,
+        };
+        let api_task = serve(api_listener, api::router(state), stop_rx.clone());
+        let admin_task = serve(admin_listener, admin::router(readiness.clone()), stop_rx);
+        tracing::info!(api = %api_addr, admin = %admin_addr, "switchboard listening");
+        Ok(Bound {
+            api_addr,
+            admin_addr,
+            bootstrap_key,
+            stop: stop_tx,
+            tasks: vec![api_task, admin_task],
+            readiness,
+            store: sql,
+            config,
+        })
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, BuildError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BuildError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    addr: SocketAddr,
+    l: &TcpListener,
+) -> Result<SocketAddr, BuildError> {
+    l.local_addr()
+        .map_err(|source| BuildError::Bind { what, addr, source })
+}
+
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "listener failed");
+        }
+    })
+}
+
+/// A running application: its bound addresses and its shutdown.
+#[derive(Debug)]
+pub struct Bound {
+    api_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    bootstrap_key: Option<SecretString>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    readiness: Readiness,
+    store: SqlStore,
+    config: Arc<Config>,
+}
+
+/// Triggers a graceful shutdown from elsewhere (a signal handler, a test).
+#[derive(Debug, Clone)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Bound {
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The bootstrap admin key, when this start generated one (print it once).
+    pub fn bootstrap_key(&self) -> Option<&SecretString> {
+        self.bootstrap_key.as_ref()
+    }
+
+    pub fn shutdown_trigger(&self) -> ShutdownTrigger {
+        ShutdownTrigger(self.stop.clone())
+    }
+
+    /// Serves until a shutdown is triggered, then drains: readiness goes 503, listeners stop
+    /// accepting, in-flight requests get `shutdown.grace_seconds` to finish.
+    pub async fn run_until_stopped(self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+        self.drain().await;
+    }
+
+    /// Triggers shutdown and drains (tests, restarts).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.drain().await;
+    }
+
+    async fn drain(self) {
+        self.readiness.start_draining();
+        tracing::info!(grace = ?self.config.shutdown_grace, "draining");
+        let mut tasks = self.tasks;
+        let all = futures_join(&mut tasks);
+        if tokio::time::timeout(self.config.shutdown_grace, all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; closing remaining connections");
+            for t in &tasks {
+                t.abort();
+            }
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+async fn futures_join(tasks: &mut [JoinHandle<()>]) {
+    for t in tasks.iter_mut() {
+        let _ = t.await;
+    }
+}

@@ -1,0 +1,340 @@
+//! Configuration: raw serde layers (defaults → TOML file → `SWITCHBOARD_*` env) validated once
+//! into [`Config`]. Every error names the field (`store.url`) or variable it comes from.
+
+mod raw;
+mod sources;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use raw::RawConfig;
+pub use sources::env_name;
+
+/// A configuration error, naming where it comes from.
+#[derive(Debug, thiserror::Error)]
+#[error("config `{path}`: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: &str, message: impl Into<String>) -> Self {
+        Self {
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated configuration used by every other module.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub api_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub store: StoreConfig,
+    pub vault: VaultConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+    pub max_body_bytes: usize,
+    pub max_page_size: u32,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    pub max_connections: u32,
+}
+
+/// Which database holds the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    Sqlite { path: PathBuf },
+    Postgres { url: String, schema: Option<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct VaultConfig {
+    pub key: Option<SecretString>,
+    pub key_file: PathBuf,
+    pub verify_on_start: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub bootstrap_key: Option<SecretString>,
+    pub bootstrap_user: String,
+    pub bootstrap_workspace: String,
+    pub bootstrap_org: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// The default config file, relative to the working directory.
+pub const DEFAULT_FILE: &str = "config/switchboard.toml";
+
+impl Config {
+    /// Loads `file` (if `None`, the default file when it exists) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let (path, required) = match file {
+            Some(p) => (p.to_owned(), true),
+            None => (PathBuf::from(DEFAULT_FILE), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
+            Err(e) => {
+                return Err(ConfigError::new(
+                    &path.display().to_string(),
+                    format!("cannot read: {e}"),
+                ));
+            }
+        };
+        let origin = path.display().to_string();
+        Self::from_sources(text.as_deref().map(|t| (origin.as_str(), t)), &env)
+    }
+
+    /// Builds a config from TOML text (with its origin, for errors) and env pairs.
+    pub fn from_sources(
+        file: Option<(&str, &str)>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        Self::validate(sources::merge(file, env)?)
+    }
+
+    pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            api_listen: socket_addr("api.listen", &raw.api.listen)?,
+            admin_listen: socket_addr("admin.listen", &raw.admin.listen)?,
+            store: StoreConfig {
+                backend: store_backend(&raw.store.url, &raw.store.postgres_schema)?,
+                max_connections: ranged(
+                    "store.max_connections",
+                    raw.store.max_connections,
+                    1,
+                    1000,
+                )?,
+            },
+            vault: VaultConfig {
+                key: non_empty(&raw.vault.key).map(SecretString::from),
+                key_file: non_empty_path("vault.key_file", &raw.vault.key_file)?,
+                verify_on_start: raw.vault.verify_on_start,
+            },
+            auth: AuthConfig {
+                bootstrap_key: match non_empty(&raw.auth.bootstrap_key) {
+                    Some(k) if k.len() < 16 => {
+                        return Err(ConfigError::new(
+                            "auth.bootstrap_key",
+                            "must be at least 16 characters",
+                        ));
+                    }
+                    k => k.map(SecretString::from),
+                },
+                bootstrap_user: identity_part("auth.bootstrap_user", &raw.auth.bootstrap_user)?,
+                bootstrap_workspace: identity_part(
+                    "auth.bootstrap_workspace",
+                    &raw.auth.bootstrap_workspace,
+                )?,
+                bootstrap_org: identity_part("auth.bootstrap_org", &raw.auth.bootstrap_org)?,
+            },
+            log: LogConfig {
+                format: match raw.log.format.as_str() {
+                    "pretty" => LogFormat::Pretty,
+                    "json" => LogFormat::Json,
+                    other => {
+                        return Err(ConfigError::new(
+                            "log.format",
+                            format!("must be `pretty` or `json`, got `{other}`"),
+                        ));
+                    }
+                },
+                level: match raw.log.level.trim() {
+                    "" => return Err(ConfigError::new("log.level", "must not be empty")),
+                    l => l.to_owned(),
+                },
+            },
+            max_body_bytes: ranged(
+                "limits.max_body_bytes",
+                raw.limits.max_body_bytes,
+                1024,
+                1 << 30,
+            )?,
+            max_page_size: ranged("limits.max_page_size", raw.limits.max_page_size, 1, 100_000)?,
+            shutdown_grace: Duration::from_secs(ranged(
+                "shutdown.grace_seconds",
+                raw.shutdown.grace_seconds,
+                0,
+                3600,
+            )?),
+        })
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+fn non_empty_path(path: &str, value: &str) -> Result<PathBuf, ConfigError> {
+    non_empty(value)
+        .map(PathBuf::from)
+        .ok_or_else(|| ConfigError::new(path, "must not be empty"))
+}
+
+fn socket_addr(path: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.trim().parse().map_err(|_| {
+        ConfigError::new(
+            path,
+            format!("expected IP:PORT such as 127.0.0.1:8080, got `{value}`"),
+        )
+    })
+}
+
+fn ranged<T: TryFrom<i64>>(path: &str, value: i64, min: i64, max: i64) -> Result<T, ConfigError> {
+    if !(min..=max).contains(&value) {
+        return Err(ConfigError::new(
+            path,
+            format!("must be between {min} and {max}, got {value}"),
+        ));
+    }
+    T::try_from(value).map_err(|_| ConfigError::new(path, "out of range"))
+}
+
+fn identity_part(path: &str, value: &str) -> Result<String, ConfigError> {
+    crate::identity::validate_identity_part(value).map_err(|m| ConfigError::new(path, m))
+}
+
+fn store_backend(url: &str, schema: &str) -> Result<StoreBackend, ConfigError> {
+    let url = url.trim();
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err(ConfigError::new(
+                "store.url",
+                "a SQLite store needs a file path, e.g. sqlite://data/switchboard.db",
+            ));
+        }
+        if !schema.trim().is_empty() {
+            return Err(ConfigError::new(
+                "store.postgres_schema",
+                "only valid with a postgres:// store.url",
+            ));
+        }
+        return Ok(StoreBackend::Sqlite {
+            path: PathBuf::from(path),
+        });
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let schema = non_empty(schema);
+        if let Some(s) = &schema {
+            let ok = s.len() <= 63
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !s.starts_with(|c: char| c.is_ascii_digit());
+            if !ok {
+                return Err(ConfigError::new(
+                    "store.postgres_schema",
+                    "must be an identifier: letters, digits and `_`, not starting with a digit, ≤63 characters",
+                ));
+            }
+        }
+        return Ok(StoreBackend::Postgres {
+            url: url.to_owned(),
+            schema,
+        });
+    }
+    Err(ConfigError::new(
+        "store.url",
+        "must start with sqlite:// or postgres://",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_file_is_valid_and_uses_sqlite() {
+        let text = include_str!("../../config/switchboard.toml");
+        let c = Config::from_sources(Some(("switchboard.toml", text)), &[]).unwrap();
+        assert!(matches!(c.store.backend, StoreBackend::Sqlite { .. }));
+        assert_eq!(c.api_listen.port(), 8080);
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let c = Config::from_sources(
+            Some(("f", "[api]\nlisten = \"127.0.0.1:1\"\n")),
+            &env(&[
+                ("SWITCHBOARD_API_LISTEN", "127.0.0.1:2"),
+                ("SWITCHBOARD_VAULT_KEY_FILE", "/tmp/k"),
+                ("SWITCHBOARD_LIMITS_MAX_PAGE_SIZE", "50"),
+                ("SWITCHBOARD_VAULT_VERIFY_ON_START", "false"),
+                ("SWITCHBOARD_TEST_POSTGRES_URL", "ignored"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.api_listen.port(), 2);
+        assert_eq!(c.vault.key_file, PathBuf::from("/tmp/k"));
+        assert_eq!(c.max_page_size, 50);
+        assert!(!c.vault.verify_on_start);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case<'_>] = &[
+            (Some("[api]\nlisen = \"x\"\n"), &[], "api.lisen"),
+            (Some("[api]\nlisten = 5\n"), &[], "api.listen"),
+            (Some("[api]\nlisten = \"nope\"\n"), &[], "api.listen"),
+            (None, &[("SWITCHBOARD_STORE_URL", "mysql://x")], "store.url"),
+            (
+                None,
+                &[("SWITCHBOARD_LIMITS_MAX_BODY_BYTES", "big")],
+                "SWITCHBOARD_LIMITS_MAX_BODY_BYTES",
+            ),
+            (None, &[("SWITCHBOARD_NOPE", "1")], "SWITCHBOARD_NOPE"),
+            (None, &[("SWITCHBOARD_LOG_FORMAT", "xml")], "log.format"),
+            (
+                None,
+                &[("SWITCHBOARD_AUTH_BOOTSTRAP_KEY", "short")],
+                "auth.bootstrap_key",
+            ),
+            (Some("not toml ["), &[], "f"),
+        ];
+        for (file, vars, path) in cases {
+            let err = Config::from_sources(file.map(|t| ("f", t)), &env(vars)).unwrap_err();
+            assert_eq!(err.path, *path, "{err}");
+        }
+    }
+
+    #[test]
+    fn env_names_follow_paths() {
+        assert_eq!(env_name("vault.key_file"), "SWITCHBOARD_VAULT_KEY_FILE");
+    }
+}

@@ -1,0 +1,151 @@
+//! The raw configuration as written in `config/switchboard.toml`: plain serde types with a
+//! default for every field. Empty strings mean "not set". Validation happens in `super`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub api: RawListener,
+    pub admin: RawListener,
+    pub store: RawStore,
+    pub vault: RawVault,
+    pub auth: RawAuth,
+    pub log: RawLog,
+    pub limits: RawLimits,
+    pub shutdown: RawShutdown,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            api: RawListener {
+                listen: "127.0.0.1:8080".into(),
+            },
+            admin: RawListener {
+                listen: "127.0.0.1:9090".into(),
+            },
+            store: RawStore::default(),
+            vault: RawVault::default(),
+            auth: RawAuth::default(),
+            log: RawLog::default(),
+            limits: RawLimits::default(),
+            shutdown: RawShutdown::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawListener {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawStore {
+    /// `sqlite://path/to/file.db` or `postgres://…`.
+    pub url: String,
+    /// PostgreSQL only: schema to use (created if missing). Empty = the server's default.
+    pub postgres_schema: String,
+    pub max_connections: i64,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/switchboard.db".into(),
+            postgres_schema: String::new(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawVault {
+    /// Key list `[kid:]base64key[,…]`, first is primary. Prefer the env var.
+    pub key: String,
+    /// Read when `key` is empty; generated on a first start when missing.
+    pub key_file: String,
+    /// Refuse to start when a stored secret cannot be opened with the loaded keys.
+    pub verify_on_start: bool,
+}
+
+impl Default for RawVault {
+    fn default() -> Self {
+        Self {
+            key: String::new(),
+            key_file: "data/vault.key".into(),
+            verify_on_start: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAuth {
+    /// API key for the bootstrap admin; generated and printed once when empty and the
+    /// store has no key yet.
+    pub bootstrap_key: String,
+    pub bootstrap_user: String,
+    pub bootstrap_workspace: String,
+    pub bootstrap_org: String,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            bootstrap_key: String::new(),
+            bootstrap_user: "admin".into(),
+            bootstrap_workspace: "default".into(),
+            bootstrap_org: "default".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLog {
+    /// `pretty` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `switchboard=debug,info`.
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "pretty".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_body_bytes: i64,
+    pub max_page_size: i64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_page_size: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawShutdown {
+    pub grace_seconds: i64,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        Self { grace_seconds: 30 }
+    }
+}

@@ -1,0 +1,17 @@
+//! Switchboard: an MCP gateway and reverse proxy for remote connector servers.
+//!
+//! See `docs/ARCHITECTURE.md` for the planes and the request flow.
+
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod identity;
+pub mod registry;
+pub mod store;
+pub mod telemetry;
+pub mod vault;
+
+pub use app::{App, Bound};
+pub use config::Config;

@@ -1,0 +1,140 @@
+//! Persistence behind one trait. Two real backends share one implementation over sqlx's
+//! runtime-selected driver: SQLite (embedded default, WAL) and PostgreSQL (several replicas).
+//! The store speaks plain rows; `registry` turns them into domain types.
+
+mod sql;
+
+use async_trait::async_trait;
+
+pub use sql::SqlStore;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was violated (e.g. a connector name taken in the workspace).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// An optimistic update lost the race: the row changed since it was read.
+    #[error("the record changed concurrently")]
+    Stale,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A connector as stored. `document` is the public JSON part; `secrets` is a vault blob.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorRow {
+    pub id: String,
+    pub name: String,
+    pub workspace_id: String,
+    pub org_id: String,
+    pub creator_id: String,
+    pub owner_type: String,
+    pub owner_id: String,
+    pub visibility: String,
+    pub protocol: String,
+    pub supports_mcp: bool,
+    pub document: String,
+    pub secrets: Option<Vec<u8>>,
+    pub created_at: String,
+    pub modified_at: String,
+}
+
+/// Who is looking: connectors are filtered to those visible to this viewer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    pub user_id: String,
+    pub workspace_id: String,
+    pub org_id: String,
+}
+
+/// A keyset page request over connectors visible to `viewer`, ordered by (created_at, id).
+#[derive(Debug, Clone)]
+pub struct ConnectorPageQuery {
+    pub viewer: Viewer,
+    pub supports_mcp: Option<bool>,
+    /// Return rows strictly after this (created_at, id).
+    pub after: Option<(String, String)>,
+    pub limit: u32,
+}
+
+/// A consumer that deactivated a connector (`user`, `workspace` or `org`, and its id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Consumer {
+    pub consumer_type: String,
+    pub consumer_id: String,
+}
+
+/// A caller API key, stored hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    pub key_hash: String,
+    /// The first characters of the key, to recognise it in listings; never enough to use it.
+    pub key_prefix: String,
+    pub user_id: String,
+    pub workspace_id: String,
+    pub org_id: String,
+    pub is_admin: bool,
+    pub created_at: String,
+}
+
+/// A sealed blob and the record that owns it, for start-up verification and key rotation.
+#[derive(Debug, Clone)]
+pub struct SealedRecord {
+    pub kind: &'static str,
+    pub id: String,
+    pub blob: Vec<u8>,
+}
+
+/// Which backend a store runs on (for logs and readiness).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    fn backend(&self) -> BackendKind;
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn insert_connector(&self, row: &ConnectorRow) -> Result<(), StoreError>;
+    /// Replaces the row with `row.id` if its `modified_at` still equals `expected_modified_at`.
+    async fn update_connector(
+        &self,
+        row: &ConnectorRow,
+        expected_modified_at: &str,
+    ) -> Result<(), StoreError>;
+    /// Deletes the connector and everything hanging off it. `false` if it did not exist.
+    async fn delete_connector(&self, id: &str) -> Result<bool, StoreError>;
+    async fn get_connector(&self, id: &str) -> Result<Option<ConnectorRow>, StoreError>;
+    /// All connectors with this name, in any workspace (the caller filters by visibility).
+    async fn connectors_named(&self, name: &str) -> Result<Vec<ConnectorRow>, StoreError>;
+    async fn list_connectors(
+        &self,
+        query: &ConnectorPageQuery,
+    ) -> Result<Vec<ConnectorRow>, StoreError>;
+
+    async fn set_blocked(
+        &self,
+        connector_id: &str,
+        consumer: &Consumer,
+        blocked: bool,
+    ) -> Result<(), StoreError>;
+    /// Of `consumers`, those that deactivated `connector_id`.
+    async fn blocked_by(
+        &self,
+        connector_id: &str,
+        consumers: &[Consumer],
+    ) -> Result<Vec<Consumer>, StoreError>;
+
+    async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<(), StoreError>;
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError>;
+    async fn count_api_keys(&self) -> Result<i64, StoreError>;
+
+    /// Every sealed blob in the store.
+    async fn sealed_records(&self) -> Result<Vec<SealedRecord>, StoreError>;
+}

@@ -1,0 +1,402 @@
+//! The SQL store over sqlx's runtime-selected driver. Queries are written once with `$n`
+//! placeholders and rewritten to SQLite's `?n` on SQLite; types are kept to TEXT, BIGINT and
+//! BLOB/BYTEA so both backends decode the same.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+use super::{
+    ApiKeyRow, BackendKind, ConnectorPageQuery, ConnectorRow, Consumer, SealedRecord, Store,
+    StoreError,
+};
+use crate::config::{StoreBackend, StoreConfig};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+const CONNECTOR_COLUMNS: &str = "id, name, workspace_id, org_id, creator_id, owner_type, owner_id, \
+     visibility, protocol, supports_mcp, document, secrets, created_at, modified_at";
+
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    kind: BackendKind,
+}
+
+impl SqlStore {
+    /// Connects (creating the SQLite file and its folder if needed) and runs migrations.
+    pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let options = AnyPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(Duration::from_secs(10));
+        let (store, schema) = match &config.backend {
+            StoreBackend::Sqlite { path } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Database(sqlx::Error::Configuration(
+                            format!("cannot create {}: {e}", dir.display()).into(),
+                        ))
+                    })?;
+                }
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                let pool = options
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA busy_timeout = 5000",
+                                "PRAGMA foreign_keys = ON",
+                            ] {
+                                conn.execute(pragma).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?;
+                (
+                    Self {
+                        pool,
+                        kind: BackendKind::Sqlite,
+                    },
+                    None,
+                )
+            }
+            StoreBackend::Postgres { url, schema } => {
+                let set_path = schema
+                    .as_ref()
+                    .map(|s| format!("SET search_path TO \"{s}\""));
+                let pool = options
+                    .after_connect(move |conn, _| {
+                        let set_path = set_path.clone();
+                        Box::pin(async move {
+                            if let Some(sql) = set_path {
+                                conn.execute(sql.as_str()).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?;
+                (
+                    Self {
+                        pool,
+                        kind: BackendKind::Postgres,
+                    },
+                    schema.clone(),
+                )
+            }
+        };
+        if let Some(schema) = schema {
+            store
+                .pool
+                .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
+                .await?;
+        }
+        match store.kind {
+            BackendKind::Sqlite => SQLITE_MIGRATIONS.run(&store.pool).await?,
+            BackendKind::Postgres => POSTGRES_MIGRATIONS.run(&store.pool).await?,
+        }
+        Ok(store)
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Rewrites `$n` placeholders for the backend.
+    fn sql(&self, text: &str) -> String {
+        match self.kind {
+            BackendKind::Postgres => text.to_owned(),
+            BackendKind::Sqlite => text.replace('$', "?"),
+        }
+    }
+}
+
+fn conflict_or(e: sqlx::Error, what: &str) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(what.to_owned());
+        }
+    }
+    StoreError::Database(e)
+}
+
+fn connector_from(row: &AnyRow) -> Result<ConnectorRow, sqlx::Error> {
+    Ok(ConnectorRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        workspace_id: row.try_get("workspace_id")?,
+        org_id: row.try_get("org_id")?,
+        creator_id: row.try_get("creator_id")?,
+        owner_type: row.try_get("owner_type")?,
+        owner_id: row.try_get("owner_id")?,
+        visibility: row.try_get("visibility")?,
+        protocol: row.try_get("protocol")?,
+        supports_mcp: row.try_get::<i64, _>("supports_mcp")? != 0,
+        document: row.try_get("document")?,
+        secrets: row.try_get("secrets")?,
+        created_at: row.try_get("created_at")?,
+        modified_at: row.try_get("modified_at")?,
+    })
+}
+
+fn api_key_from(row: &AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
+    Ok(ApiKeyRow {
+        key_hash: row.try_get("key_hash")?,
+        key_prefix: row.try_get("key_prefix")?,
+        user_id: row.try_get("user_id")?,
+        workspace_id: row.try_get("workspace_id")?,
+        org_id: row.try_get("org_id")?,
+        is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> BackendKind {
+        self.kind
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_connector(&self, r: &ConnectorRow) -> Result<(), StoreError> {
+        let sql = self.sql(&format!(
+            "INSERT INTO connectors ({CONNECTOR_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ));
+        sqlx::query(&sql)
+            .bind(&r.id)
+            .bind(&r.name)
+            .bind(&r.workspace_id)
+            .bind(&r.org_id)
+            .bind(&r.creator_id)
+            .bind(&r.owner_type)
+            .bind(&r.owner_id)
+            .bind(&r.visibility)
+            .bind(&r.protocol)
+            .bind(i64::from(r.supports_mcp))
+            .bind(&r.document)
+            .bind(r.secrets.clone())
+            .bind(&r.created_at)
+            .bind(&r.modified_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, "connector name already exists in this workspace"))?;
+        Ok(())
+    }
+
+    async fn update_connector(
+        &self,
+        r: &ConnectorRow,
+        expected_modified_at: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "UPDATE connectors SET name = $2, workspace_id = $3, org_id = $4, creator_id = $5, \
+             owner_type = $6, owner_id = $7, visibility = $8, protocol = $9, supports_mcp = $10, \
+             document = $11, secrets = $12, modified_at = $13 \
+             WHERE id = $1 AND modified_at = $14",
+        );
+        let done = sqlx::query(&sql)
+            .bind(&r.id)
+            .bind(&r.name)
+            .bind(&r.workspace_id)
+            .bind(&r.org_id)
+            .bind(&r.creator_id)
+            .bind(&r.owner_type)
+            .bind(&r.owner_id)
+            .bind(&r.visibility)
+            .bind(&r.protocol)
+            .bind(i64::from(r.supports_mcp))
+            .bind(&r.document)
+            .bind(r.secrets.clone())
+            .bind(&r.modified_at)
+            .bind(expected_modified_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, "connector name already exists in this workspace"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Stale);
+        }
+        Ok(())
+    }
+
+    async fn delete_connector(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&self.sql("DELETE FROM connector_blocks WHERE connector_id = $1"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(&self.sql("DELETE FROM connectors WHERE id = $1"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn get_connector(&self, id: &str) -> Result<Option<ConnectorRow>, StoreError> {
+        let sql = self.sql(&format!(
+            "SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE id = $1"
+        ));
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(connector_from).transpose()?)
+    }
+
+    async fn connectors_named(&self, name: &str) -> Result<Vec<ConnectorRow>, StoreError> {
+        let sql = self.sql(&format!(
+            "SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE name = $1 ORDER BY created_at, id"
+        ));
+        let rows = sqlx::query(&sql).bind(name).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(connector_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn list_connectors(
+        &self,
+        q: &ConnectorPageQuery,
+    ) -> Result<Vec<ConnectorRow>, StoreError> {
+        let (after_created, after_id) = q.after.clone().unwrap_or_default();
+        let sql = self.sql(&format!(
+            "SELECT {CONNECTOR_COLUMNS} FROM connectors \
+             WHERE ((visibility = 'private' AND creator_id = $1) \
+                 OR (visibility = 'shared_workspace' AND workspace_id = $2) \
+                 OR (visibility = 'shared_org' AND org_id = $3)) \
+               AND ($4 = 0 OR supports_mcp = $5) \
+               AND ($6 = 0 OR created_at > $7 OR (created_at = $7 AND id > $8)) \
+             ORDER BY created_at, id LIMIT $9"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(&q.viewer.user_id)
+            .bind(&q.viewer.workspace_id)
+            .bind(&q.viewer.org_id)
+            .bind(i64::from(q.supports_mcp.is_some()))
+            .bind(i64::from(q.supports_mcp.unwrap_or(false)))
+            .bind(i64::from(q.after.is_some()))
+            .bind(after_created)
+            .bind(after_id)
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(connector_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn set_blocked(
+        &self,
+        connector_id: &str,
+        consumer: &Consumer,
+        blocked: bool,
+    ) -> Result<(), StoreError> {
+        let query = if blocked {
+            self.sql(
+                "INSERT INTO connector_blocks (connector_id, consumer_type, consumer_id, created_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (connector_id, consumer_type, consumer_id) DO NOTHING",
+            )
+        } else {
+            self.sql(
+                "DELETE FROM connector_blocks \
+                 WHERE connector_id = $1 AND consumer_type = $2 AND consumer_id = $3",
+            )
+        };
+        let mut q = sqlx::query(&query)
+            .bind(connector_id)
+            .bind(&consumer.consumer_type)
+            .bind(&consumer.consumer_id);
+        if blocked {
+            q = q.bind(crate::registry::now_timestamp());
+        }
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn blocked_by(
+        &self,
+        connector_id: &str,
+        consumers: &[Consumer],
+    ) -> Result<Vec<Consumer>, StoreError> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT consumer_type, consumer_id FROM connector_blocks WHERE connector_id = $1",
+        ))
+        .bind(connector_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let c = Consumer {
+                consumer_type: row.try_get("consumer_type")?,
+                consumer_id: row.try_get("consumer_id")?,
+            };
+            if consumers.contains(&c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn insert_api_key(&self, r: &ApiKeyRow) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "INSERT INTO api_keys (key_hash, key_prefix, user_id, workspace_id, org_id, is_admin, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        );
+        sqlx::query(&sql)
+            .bind(&r.key_hash)
+            .bind(&r.key_prefix)
+            .bind(&r.user_id)
+            .bind(&r.workspace_id)
+            .bind(&r.org_id)
+            .bind(i64::from(r.is_admin))
+            .bind(&r.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, "API key already exists"))?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError> {
+        let sql = self.sql(
+            "SELECT key_hash, key_prefix, user_id, workspace_id, org_id, is_admin, created_at \
+             FROM api_keys WHERE key_hash = $1",
+        );
+        let row = sqlx::query(&sql)
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(api_key_from).transpose()?)
+    }
+
+    async fn count_api_keys(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    async fn sealed_records(&self) -> Result<Vec<SealedRecord>, StoreError> {
+        let rows = sqlx::query("SELECT id, secrets FROM connectors WHERE secrets IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SealedRecord {
+                    kind: "connector",
+                    id: r.try_get("id")?,
+                    blob: r.try_get("secrets")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
