@@ -1,0 +1,270 @@
+//! Test harness: spawns the real app (`App::build`) on port 0 against a real store — a SQLite
+//! file in a temp dir, or a fresh schema on the PostgreSQL server named by
+//! `SWITCHBOARD_TEST_POSTGRES_URL` — and offers typed request helpers.
+
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use switchboard::config::{Config, StoreBackend};
+use switchboard::{App, Bound};
+
+pub const PG_ENV: &str = "SWITCHBOARD_TEST_POSTGRES_URL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a test's state lives; dropping it removes the temp dir (the PG schema is dropped by
+/// [`Env::cleanup`]).
+#[derive(Debug)]
+pub struct Env {
+    pub dir: Arc<tempfile::TempDir>,
+    pub store_url: String,
+    pub pg_schema: Option<String>,
+    pub admin_key: String,
+}
+
+impl Env {
+    /// A fresh environment, or `None` for PostgreSQL when the server is not configured.
+    pub fn new(backend: Backend) -> Option<Self> {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let (store_url, pg_schema) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}/switchboard.db", dir.path().display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let Ok(url) = std::env::var(PG_ENV) else {
+                    eprintln!("skipping PostgreSQL variant: {PG_ENV} is not set");
+                    return None;
+                };
+                let schema = format!("sbt_{}", uuid::Uuid::new_v4().simple());
+                (url, Some(schema))
+            }
+        };
+        Some(Self {
+            dir,
+            store_url,
+            pg_schema,
+            admin_key: format!("sbk_test_admin_{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            ("SWITCHBOARD_API_LISTEN".into(), "127.0.0.1:0".into()),
+            ("SWITCHBOARD_ADMIN_LISTEN".into(), "127.0.0.1:0".into()),
+            ("SWITCHBOARD_STORE_URL".into(), self.store_url.clone()),
+            (
+                "SWITCHBOARD_VAULT_KEY_FILE".into(),
+                self.dir.path().join("vault.key").display().to_string(),
+            ),
+            (
+                "SWITCHBOARD_AUTH_BOOTSTRAP_KEY".into(),
+                self.admin_key.clone(),
+            ),
+            ("SWITCHBOARD_SHUTDOWN_GRACE_SECONDS".into(), "5".into()),
+            ("SWITCHBOARD_LIMITS_MAX_BODY_BYTES".into(), "65536".into()),
+        ];
+        if let Some(s) = &self.pg_schema {
+            v.push(("SWITCHBOARD_STORE_POSTGRES_SCHEMA".into(), s.clone()));
+        }
+        v
+    }
+
+    pub fn config(&self) -> Config {
+        self.config_with(&[])
+    }
+
+    pub fn config_with(&self, extra: &[(&str, &str)]) -> Config {
+        let mut pairs = self.env_pairs();
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::from_sources(None, &pairs).expect("test config")
+    }
+
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        match self.config().store.backend {
+            StoreBackend::Sqlite { path } => Some(path),
+            StoreBackend::Postgres { .. } => None,
+        }
+    }
+
+    /// Drops the PostgreSQL schema of this test.
+    pub async fn cleanup(&self) {
+        if let Some(schema) = &self.pg_schema {
+            if let Ok(pool) = sqlx::PgPool::connect(&self.store_url).await {
+                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .execute(&pool)
+                    .await;
+                pool.close().await;
+            }
+        }
+    }
+}
+
+/// A running app and a client for it.
+#[derive(Debug)]
+pub struct TestApp {
+    pub env: Env,
+    pub bound: Bound,
+    pub base: String,
+    pub admin_base: String,
+    client: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        let env = Env::new(backend)?;
+        Some(Self::start(env).await)
+    }
+
+    pub async fn start(env: Env) -> Self {
+        let bound = App::build(env.config()).await.expect("app builds");
+        Self {
+            base: format!("http://{}", bound.api_addr()),
+            admin_base: format!("http://{}", bound.admin_addr()),
+            bound,
+            env,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Shuts the app down and returns its environment (to restart on the same store).
+    pub async fn stop(self) -> Env {
+        self.bound.shutdown().await;
+        self.env
+    }
+
+    /// Stops the app and removes its PostgreSQL schema.
+    pub async fn finish(self) {
+        let env = self.stop().await;
+        env.cleanup().await;
+    }
+
+    pub fn admin_key(&self) -> &str {
+        &self.env.admin_key
+    }
+
+    /// A new API key for another principal, made through the same code path as the CLI.
+    pub async fn key_for(&self, user: &str, workspace: &str, org: &str, admin: bool) -> String {
+        switchboard::cli::create_key(&self.env.config(), user, workspace, org, admin)
+            .await
+            .expect("create key")
+    }
+
+    /// Sends a request with `key` (if any) and an optional raw body; returns status and JSON.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = resp.text().await.expect("body");
+        assert!(
+            ctype.starts_with("application/json"),
+            "{status} answer must be application/json, got `{ctype}`: {text}"
+        );
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"));
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(Method::POST, path, Some(key), Some(&body.to_string()))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(Method::PATCH, path, Some(key), Some(&body.to_string()))
+            .await
+    }
+
+    /// Creates a connector as `key`, asserting 201.
+    pub async fn create(&self, key: &str, body: Value) -> Value {
+        let (status, json) = self.post("/v1/connectors", key, &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+        json
+    }
+
+    /// Every connector visible to `key`, following cursors (small pages).
+    pub async fn list_all(&self, key: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/connectors?page_size=7&cursor={c}"),
+                None => "/v1/connectors?page_size=7".to_owned(),
+            };
+            let (status, page) = self.get(&path, key).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            out.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["pagination"]["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+    }
+}
+
+/// A minimal valid create body.
+pub fn connector_body(name: &str, protocol: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "description": format!("{name} description"),
+        "server": format!("https://{name}.example.test/mcp"),
+        "protocol": protocol,
+    })
+}
+
+/// Runs an async test body against SQLite and (when configured) PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($app: &$crate::harness::TestApp) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                let app = $crate::harness::TestApp::spawn($crate::harness::Backend::Sqlite).await.unwrap();
+                run(&app).await;
+                app.finish().await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some(app) = $crate::harness::TestApp::spawn($crate::harness::Backend::Postgres).await else {
+                    return;
+                };
+                run(&app).await;
+                app.finish().await;
+            }
+        }
+    };
+}

@@ -1,0 +1,10 @@
+//! The integration test binary: the real app on port 0 against real stores.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected values")]
+
+mod cli;
+mod connectors;
+mod harness;
+mod rejections;
+mod restart;
+mod sharing;
+mod store;
