@@ -318,3 +318,41 @@ both_backends!(delete_answers_message_and_removes, |app| {
     // the name is free again
     app.create(key, connector_body("doomed", "http")).await;
 });
+
+both_backends!(concurrent_updates_all_land_without_errors, |app| {
+    let key = app.admin_key().to_owned();
+    let c = app.create(&key, connector_body("busy", "mcp")).await;
+    let url = format!("{}/v1/connectors/{}", app.base, c["id"].as_str().unwrap());
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (url, key) = (url.clone(), key.clone());
+        writers.spawn(async move {
+            let resp = reqwest::Client::new()
+                .patch(url)
+                .bearer_auth(key)
+                .json(&json!({"description": format!("writer {i}")}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        });
+    }
+    let mut stamps = Vec::new();
+    while let Some(done) = writers.join_next().await {
+        let (status, body) = done.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        stamps.push(body["modified_at"].as_str().unwrap().to_owned());
+    }
+    stamps.sort();
+    stamps.dedup();
+    assert_eq!(
+        stamps.len(),
+        8,
+        "every write got its own modified_at (no lost update)"
+    );
+    let (_, last) = app.get(&url.replacen(&app.base, "", 1), &key).await;
+    assert_eq!(
+        last["modified_at"].as_str().unwrap(),
+        stamps.last().unwrap()
+    );
+});

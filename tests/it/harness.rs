@@ -92,16 +92,39 @@ impl Env {
         }
     }
 
-    /// Drops the PostgreSQL schema of this test.
+    /// Drops the PostgreSQL schema of this test (also done on drop, even after a panic).
     pub async fn cleanup(&self) {
         if let Some(schema) = &self.pg_schema {
-            if let Ok(pool) = sqlx::PgPool::connect(&self.store_url).await {
-                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                    .execute(&pool)
-                    .await;
-                pool.close().await;
-            }
+            drop_schema(&self.store_url, schema).await;
         }
+    }
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    if let Ok(pool) = sqlx::PgPool::connect(url).await {
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .execute(&pool)
+            .await;
+        pool.close().await;
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let Some(schema) = self.pg_schema.take() else {
+            return;
+        };
+        let url = self.store_url.clone();
+        // A separate thread with its own runtime: drop may run inside a test's runtime.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(drop_schema(&url, &schema));
+            }
+        })
+        .join();
     }
 }
 
