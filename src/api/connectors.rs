@@ -2,7 +2,7 @@
 //! registry and convert.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::dto;
 use super::error::{ApiError, FieldError};
-use super::extract::{Caller, JsonObject, Query};
+use super::extract::{Caller, JsonObject, PathParams as Path, Query};
 use super::view::{self, CallerData, UserData};
 use crate::identity::Principal;
 use crate::registry::{Connector, ConsumerScope, Cursor, Visibility};

@@ -143,3 +143,26 @@ impl Query {
         })
     }
 }
+
+/// Path parameters, percent-decoded; a segment that does not decode is a 422 in our format.
+#[derive(Debug)]
+pub struct PathParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParams<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(PathParams(v)),
+            Err(rejection) => Err(ApiError::field(
+                vec!["path".into()],
+                "value_error",
+                rejection.body_text(),
+            )),
+        }
+    }
+}

@@ -100,4 +100,7 @@ both_backends!(unknown_routes_and_methods_answer_json, |app| {
         .send(Method::PUT, "/v1/connectors", Some(app.admin_key()), None)
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, body) = app.get("/v1/connectors/%FF%FE", app.admin_key()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["detail"][0]["loc"], json!(["path"]));
 });
