@@ -57,6 +57,9 @@ pub struct App;
 impl App {
     pub async fn build(config: Config) -> Result<Bound, BuildError> {
         let config = Arc::new(config);
+        for warning in &config.warnings {
+            tracing::warn!("config: {warning}");
+        }
         let (vault, source) =
             vault::load_or_create(config.vault.key.as_ref(), &config.vault.key_file)?;
         match &source {

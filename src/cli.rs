@@ -65,8 +65,13 @@ pub fn describe(config: &Config) -> String {
     } else {
         format!("key file {}", config.vault.key_file.display())
     };
+    let warnings: String = config
+        .warnings
+        .iter()
+        .map(|w| format!("\n  warning: {w}"))
+        .collect();
     format!(
-        "config OK\n  api listener:   {}\n  admin listener: {}\n  store:          {store}\n  vault key:      {key}\n  log:            {:?} {}",
+        "config OK{warnings}\n  api listener:   {}\n  admin listener: {}\n  store:          {store}\n  vault key:      {key}\n  log:            {:?} {}",
         config.api_listen, config.admin_listen, config.log.format, config.log.level
     )
 }

@@ -42,6 +42,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_page_size: u32,
     pub shutdown_grace: Duration,
+    /// Non-fatal findings (e.g. an unknown `SWITCHBOARD_*` variable), reported at start-up.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,11 +116,15 @@ impl Config {
         file: Option<(&str, &str)>,
         env: &[(String, String)],
     ) -> Result<Self, ConfigError> {
-        Self::validate(sources::merge(file, env)?)
+        let (raw, warnings) = sources::merge(file, env)?;
+        let mut config = Self::validate(raw)?;
+        config.warnings = warnings;
+        Ok(config)
     }
 
     pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
         Ok(Self {
+            warnings: Vec::new(),
             api_listen: socket_addr("api.listen", &raw.api.listen)?,
             admin_listen: socket_addr("admin.listen", &raw.admin.listen)?,
             store: StoreConfig {
@@ -318,7 +324,6 @@ mod tests {
                 &[("SWITCHBOARD_LIMITS_MAX_BODY_BYTES", "big")],
                 "SWITCHBOARD_LIMITS_MAX_BODY_BYTES",
             ),
-            (None, &[("SWITCHBOARD_NOPE", "1")], "SWITCHBOARD_NOPE"),
             (None, &[("SWITCHBOARD_LOG_FORMAT", "xml")], "log.format"),
             (
                 None,
@@ -331,6 +336,13 @@ mod tests {
             let err = Config::from_sources(file.map(|t| ("f", t)), &env(vars)).unwrap_err();
             assert_eq!(err.path, *path, "{err}");
         }
+    }
+
+    #[test]
+    fn unknown_env_vars_are_warnings() {
+        let c = Config::from_sources(None, &env(&[("SWITCHBOARD_NOPE", "1")])).unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("SWITCHBOARD_NOPE"));
     }
 
     #[test]

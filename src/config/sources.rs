@@ -15,10 +15,12 @@ const PREFIX: &str = "SWITCHBOARD_";
 /// Env vars read by the CLI, not config fields.
 const CLI_VARS: &[&str] = &["SWITCHBOARD_CONFIG"];
 
+/// The merged raw config, and warnings about environment variables that set nothing.
 pub fn merge(
     file_text: Option<(&str, &str)>,
     env: &[(String, String)],
-) -> Result<RawConfig, ConfigError> {
+) -> Result<(RawConfig, Vec<String>), ConfigError> {
+    let mut warnings = Vec::new();
     let defaults = Value::try_from(RawConfig::default())
         .map_err(|e| ConfigError::new("(defaults)", e.to_string()))?;
     let mut merged = defaults.clone();
@@ -36,17 +38,19 @@ pub fn merge(
             continue;
         }
         let Some((path, default)) = leaves.iter().find(|(p, _)| env_name(p) == *name) else {
-            return Err(ConfigError::new(
-                name,
-                "unknown setting (no config field has this environment name)",
+            // The environment is shared with other tools: warn about a likely typo, don't fail.
+            warnings.push(format!(
+                "environment variable `{name}` is not a Switchboard setting and is ignored"
             ));
+            continue;
         };
         let parsed = parse_like(default, value).map_err(|msg| ConfigError::new(name, msg))?;
         set_path(&mut merged, path, parsed);
     }
-    merged
+    let raw = merged
         .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::new("(config)", e.message().to_owned()))
+        .map_err(|e: toml::de::Error| ConfigError::new("(config)", e.message().to_owned()))?;
+    Ok((raw, warnings))
 }
 
 /// Environment variable name for a dotted path.
