@@ -12,10 +12,13 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::api::{self, AppState};
+use crate::cache::ToolsCache;
 use crate::config::Config;
 use crate::identity::{ApiKeys, Principal};
+use crate::mcp::{self, ClientSettings, SessionPool};
 use crate::registry::{Registry, RegistryError};
 use crate::store::{SqlStore, Store, StoreError};
+use crate::tools::ToolsService;
 use crate::vault::{self, KeySource, VaultError};
 
 /// Why the app could not start.
@@ -29,6 +32,8 @@ pub enum BuildError {
     UnreadableSecrets(Vec<(String, String)>),
     #[error("checking stored secrets: {0}")]
     Registry(#[from] RegistryError),
+    #[error("cannot build the upstream HTTP client: {0}")]
+    HttpClient(String),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -110,10 +115,12 @@ impl App {
 
         let readiness = Readiness::new(store.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
+        let tools = tools_service(&config, registry.clone())?;
         let state = AppState {
             config: config.clone(),
             registry,
             keys,
+            tools,
         };
         let api_task = serve(api_listener, api::router(state), stop_rx.clone());
         let admin_task = serve(admin_listener, admin::router(readiness.clone()), stop_rx);
@@ -129,6 +136,38 @@ impl App {
             config,
         })
     }
+}
+
+fn tools_service(config: &Config, registry: Registry) -> Result<ToolsService, BuildError> {
+    let settings = ClientSettings {
+        connect_timeout: config.upstream.connect_timeout,
+        call_timeout: config.upstream.call_timeout,
+        client_name: "switchboard".into(),
+        client_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let http = mcp::http_client(&settings).map_err(BuildError::HttpClient)?;
+    let cache = ToolsCache::new(
+        config.tools_cache.ttl,
+        config.tools_cache.max_stale,
+        config.tools_cache.max_entries,
+    );
+    let on_notification = {
+        let cache = cache.clone();
+        move |key: &mcp::PoolKey, method: &str| {
+            if method == "notifications/tools/list_changed" {
+                tracing::debug!(connector = %key.connector_id, "upstream tools changed");
+                cache.tools_changed(&key.connector_id);
+            }
+        }
+    };
+    let pool = SessionPool::new(
+        http,
+        settings,
+        config.upstream.session_idle,
+        config.upstream.max_sessions,
+        on_notification,
+    );
+    Ok(ToolsService::new(registry, pool, cache))
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, BuildError> {

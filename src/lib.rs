@@ -5,12 +5,15 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod identity;
+pub mod mcp;
 pub mod registry;
 pub mod store;
 pub mod telemetry;
+pub mod tools;
 pub mod vault;
 
 pub use app::{App, Bound};

@@ -115,6 +115,7 @@ pub async fn delete(
     Path(reference): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let c = state.registry.delete(&p, &reference).await?;
+    state.tools.forget_connector(&c.id);
     tracing::info!(connector = %c.id, "connector deleted");
     Ok(Json(view::message(format!(
         "Connector '{}' deleted",

@@ -89,6 +89,15 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{0}")]
     Unavailable(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+    /// The upstream refused the credentials the gateway used (not the caller's API key).
+    #[error("{0}")]
+    UpstreamAuth(String),
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// Logged with its cause; the caller sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -109,6 +118,10 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UpstreamAuth(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -131,6 +144,46 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+impl From<crate::tools::ToolsError> for ApiError {
+    fn from(e: crate::tools::ToolsError) -> Self {
+        use crate::mcp::McpError;
+        use crate::tools::ToolsError;
+        let text = e.to_string();
+        match e {
+            ToolsError::Registry(r) => r.into(),
+            ToolsError::NotMcp => ApiError::BadRequest(text),
+            ToolsError::Deactivated(_) => ApiError::Forbidden(text),
+            ToolsError::CredentialsNotFound(_) => ApiError::NotFound(text),
+            ToolsError::BadTarget(_) => ApiError::BadGateway(text),
+            ToolsError::Rpc(rpc) | ToolsError::Upstream(McpError::Rpc(rpc)) => {
+                let detail = format!("Upstream MCP error {}: {}", rpc.code, rpc.message);
+                if (-32602..=-32600).contains(&rpc.code) {
+                    ApiError::BadRequest(detail)
+                } else {
+                    ApiError::BadGateway(detail)
+                }
+            }
+            ToolsError::Upstream(McpError::Timeout) => {
+                ApiError::GatewayTimeout("Upstream MCP server timed out".into())
+            }
+            ToolsError::Upstream(McpError::AuthRejected(code)) => ApiError::UpstreamAuth(format!(
+                "The upstream MCP server rejected the credentials (HTTP {code}); connect or refresh the connector's credentials"
+            )),
+            ToolsError::Upstream(McpError::Unreachable(cause)) => {
+                tracing::warn!(%cause, "upstream MCP server unreachable");
+                ApiError::BadGateway("Upstream MCP server unavailable".into())
+            }
+            ToolsError::Upstream(McpError::Http { status, .. }) => {
+                ApiError::BadGateway(format!("Upstream MCP server answered HTTP {status}"))
+            }
+            ToolsError::Upstream(e @ (McpError::Protocol(_) | McpError::SessionExpired)) => {
+                tracing::warn!(error = %e, "upstream MCP server misbehaved");
+                ApiError::BadGateway("Upstream MCP server sent an invalid answer".into())
+            }
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         RegistryError::Store(e).into()
@@ -149,7 +202,7 @@ impl IntoResponse for ApiError {
             other => json!({ "detail": other.to_string() }),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        if matches!(self, ApiError::Unauthorized(_)) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

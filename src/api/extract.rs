@@ -53,16 +53,31 @@ impl FromRequest<AppState> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        match OptionalJsonObject::from_request(req, state).await? {
+            OptionalJsonObject(Some(map)) => Ok(JsonObject(map)),
+            OptionalJsonObject(None) => Err(ApiError::field(
+                vec!["body".into()],
+                "missing",
+                "Field required",
+            )),
+        }
+    }
+}
+
+/// A request body that, when present, must be a JSON object.
+#[derive(Debug)]
+pub struct OptionalJsonObject(pub Option<Map<String, Value>>);
+
+impl FromRequest<AppState> for OptionalJsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
         let limit = state.config.max_body_bytes;
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await
             .map_err(|_| ApiError::PayloadTooLarge(limit))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::field(
-                vec!["body".into()],
-                "missing",
-                "Field required",
-            ));
+            return Ok(OptionalJsonObject(None));
         }
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::Validation(vec![FieldError::new(
@@ -72,7 +87,7 @@ impl FromRequest<AppState> for JsonObject {
             )])
         })?;
         match value {
-            Value::Object(map) => Ok(JsonObject(map)),
+            Value::Object(map) => Ok(OptionalJsonObject(Some(map))),
             other => Err(ApiError::Validation(vec![
                 FieldError::new(
                     vec!["body".into()],

@@ -6,6 +6,7 @@ mod dto;
 pub mod error;
 mod extract;
 mod fields;
+mod tools;
 pub mod view;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::Config;
 use crate::identity::ApiKeys;
 use crate::registry::Registry;
+use crate::tools::ToolsService;
 use error::ApiError;
 
 /// What every handler can reach.
@@ -25,6 +27,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Registry,
     pub keys: ApiKeys,
+    pub tools: ToolsService,
 }
 
 /// The API router.
@@ -58,7 +61,9 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/connectors/{ref}/{scope}/deactivate",
             post(connectors::deactivate),
-        );
+        )
+        .route("/connectors/{ref}/tools", get(tools::list))
+        .route("/connectors/{ref}/tools/{*rest}", post(tools::call));
     Router::new()
         .nest("/v1", v1)
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })

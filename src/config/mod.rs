@@ -42,8 +42,25 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_page_size: u32,
     pub shutdown_grace: Duration,
+    pub upstream: UpstreamConfig,
+    pub tools_cache: ToolsCacheConfig,
     /// Non-fatal findings (e.g. an unknown `SWITCHBOARD_*` variable), reported at start-up.
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    pub call_timeout: Duration,
+    pub session_idle: Duration,
+    pub max_sessions: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ToolsCacheConfig {
+    pub ttl: Duration,
+    pub max_stale: Duration,
+    pub max_entries: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +204,52 @@ impl Config {
                 0,
                 3600,
             )?),
+            upstream: UpstreamConfig {
+                connect_timeout: Duration::from_millis(ranged(
+                    "upstream.connect_timeout_ms",
+                    raw.upstream.connect_timeout_ms,
+                    1,
+                    600_000,
+                )?),
+                call_timeout: Duration::from_millis(ranged(
+                    "upstream.call_timeout_ms",
+                    raw.upstream.call_timeout_ms,
+                    1,
+                    3_600_000,
+                )?),
+                session_idle: Duration::from_secs(ranged(
+                    "upstream.session_idle_seconds",
+                    raw.upstream.session_idle_seconds,
+                    1,
+                    86_400,
+                )?),
+                max_sessions: ranged(
+                    "upstream.max_sessions",
+                    raw.upstream.max_sessions,
+                    1,
+                    10_000_000,
+                )?,
+            },
+            tools_cache: ToolsCacheConfig {
+                ttl: Duration::from_secs(ranged(
+                    "tools_cache.ttl_seconds",
+                    raw.tools_cache.ttl_seconds,
+                    0,
+                    86_400,
+                )?),
+                max_stale: Duration::from_secs(ranged(
+                    "tools_cache.max_stale_seconds",
+                    raw.tools_cache.max_stale_seconds,
+                    0,
+                    7 * 86_400,
+                )?),
+                max_entries: ranged(
+                    "tools_cache.max_entries",
+                    raw.tools_cache.max_entries,
+                    1,
+                    10_000_000,
+                )?,
+            },
         })
     }
 }

@@ -14,6 +14,8 @@ pub struct RawConfig {
     pub log: RawLog,
     pub limits: RawLimits,
     pub shutdown: RawShutdown,
+    pub upstream: RawUpstream,
+    pub tools_cache: RawToolsCache,
 }
 
 impl Default for RawConfig {
@@ -31,6 +33,8 @@ impl Default for RawConfig {
             log: RawLog::default(),
             limits: RawLimits::default(),
             shutdown: RawShutdown::default(),
+            upstream: RawUpstream::default(),
+            tools_cache: RawToolsCache::default(),
         }
     }
 }
@@ -147,5 +151,47 @@ pub struct RawShutdown {
 impl Default for RawShutdown {
     fn default() -> Self {
         Self { grace_seconds: 30 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawUpstream {
+    pub connect_timeout_ms: i64,
+    /// Upper bound for one upstream request (including reading its whole answer).
+    pub call_timeout_ms: i64,
+    /// Pooled upstream sessions unused this long are closed.
+    pub session_idle_seconds: i64,
+    pub max_sessions: i64,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 5_000,
+            call_timeout_ms: 120_000,
+            session_idle_seconds: 300,
+            max_sessions: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawToolsCache {
+    /// Freshness of a cached `tools/list` when the upstream gives no `ttlMs`.
+    pub ttl_seconds: i64,
+    /// How long the last good list may be served while the upstream is down.
+    pub max_stale_seconds: i64,
+    pub max_entries: i64,
+}
+
+impl Default for RawToolsCache {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: 300,
+            max_stale_seconds: 3_600,
+            max_entries: 10_000,
+        }
     }
 }

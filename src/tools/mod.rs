@@ -1,0 +1,199 @@
+//! Tools of MCP connectors, for the REST endpoints: the upstream target of a connector (its
+//! URL and injected headers), `tools/list` through the cache (every page), and `tools/call`
+//! through the session pool.
+
+mod upstream;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::cache::{CacheOutcome, ToolsCache, ToolsKey, ToolsList};
+use crate::identity::Principal;
+use crate::mcp::{McpError, PoolKey, RpcError, SessionPool, Target};
+use crate::registry::{Connector, ConsumerType, Registry, RegistryError};
+
+pub use upstream::upstream_target;
+
+/// Why a tools operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolsError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("The connector does not support MCP")]
+    NotMcp,
+    #[error("The connector is deactivated for your {}", .0.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "))]
+    Deactivated(Vec<ConsumerType>),
+    #[error("Credentials '{0}' not found for this connector")]
+    CredentialsNotFound(String),
+    #[error("The connector's upstream configuration is invalid: {0}")]
+    BadTarget(String),
+    #[error(transparent)]
+    Upstream(#[from] McpError),
+    /// The upstream answered with a JSON-RPC error.
+    #[error("Upstream MCP error {}: {}", .0.code, .0.message)]
+    Rpc(RpcError),
+}
+
+/// How many `tools/list` pages are followed at most (a loop guard).
+const MAX_PAGES: usize = 100;
+/// The credential identity used while a connector is reached with its own headers only.
+const CONNECTOR_CREDENTIAL: &str = "connector";
+
+#[derive(Debug, Clone)]
+pub struct ToolsService {
+    registry: Registry,
+    pool: SessionPool,
+    cache: ToolsCache,
+}
+
+/// The pool key, the cache key and the target of one use of a connector.
+struct Use {
+    pool_key: PoolKey,
+    target: Target,
+}
+
+impl ToolsService {
+    pub fn new(registry: Registry, pool: SessionPool, cache: ToolsCache) -> Self {
+        Self {
+            registry,
+            pool,
+            cache,
+        }
+    }
+
+    pub fn pool(&self) -> &SessionPool {
+        &self.pool
+    }
+
+    /// Every tool of the connector (all pages), from the cache when fresh.
+    pub async fn list(
+        &self,
+        p: &Principal,
+        reference: &str,
+        credentials_name: Option<&str>,
+        refresh: bool,
+    ) -> Result<(Arc<ToolsList>, CacheOutcome), ToolsError> {
+        let (_, u) = self.prepare(p, reference, credentials_name).await?;
+        let key = ToolsKey {
+            connector_id: u.pool_key.connector_id.clone(),
+            connector_version: u.pool_key.connector_version.clone(),
+            credential: u.pool_key.credential.clone(),
+        };
+        let fetch = self.fetch_all(&u);
+        let (list, outcome) = self
+            .cache
+            .get(&key, refresh, fetch)
+            .await
+            .map_err(|e| match e {
+                McpError::Rpc(rpc) => ToolsError::Rpc(rpc),
+                other => ToolsError::Upstream(other),
+            })?;
+        if outcome == CacheOutcome::Stale {
+            tracing::warn!(connector = %key.connector_id, "upstream down: serving the last good tools list");
+        }
+        Ok((list, outcome))
+    }
+
+    /// Calls a tool; a tool-level failure is an `Ok` result with `isError: true`.
+    pub async fn call(
+        &self,
+        p: &Principal,
+        reference: &str,
+        tool: &str,
+        arguments: Value,
+        credentials_name: Option<&str>,
+    ) -> Result<Value, ToolsError> {
+        let (_, u) = self.prepare(p, reference, credentials_name).await?;
+        let params = json!({"name": tool, "arguments": arguments});
+        match self
+            .pool
+            .request(&u.pool_key, &u.target, "tools/call", params)
+            .await?
+        {
+            Ok(result) => Ok(result),
+            Err(rpc) => Err(ToolsError::Rpc(rpc)),
+        }
+    }
+
+    /// Forgets everything cached about a connector (deleted).
+    pub fn forget_connector(&self, connector_id: &str) {
+        self.cache.forget_connector(connector_id);
+        self.pool.forget_connector(connector_id);
+    }
+
+    async fn prepare(
+        &self,
+        p: &Principal,
+        reference: &str,
+        credentials_name: Option<&str>,
+    ) -> Result<(Connector, Use), ToolsError> {
+        let c = self.registry.resolve(p, reference).await?;
+        if !c.supports_mcp {
+            return Err(ToolsError::NotMcp);
+        }
+        let blocked = self.registry.blocked_by(p, &c).await?;
+        if !blocked.is_empty() {
+            return Err(ToolsError::Deactivated(blocked));
+        }
+        if let Some(name) = credentials_name {
+            // Stored credentials arrive with the credentials feature; until then none exist.
+            return Err(ToolsError::CredentialsNotFound(name.to_owned()));
+        }
+        let secrets = c.open_secrets(self.registry.vault())?;
+        let target = upstream_target(&c, &secrets).map_err(ToolsError::BadTarget)?;
+        let pool_key = PoolKey {
+            connector_id: c.id.clone(),
+            connector_version: c.modified_at.clone(),
+            credential: CONNECTOR_CREDENTIAL.to_owned(),
+        };
+        Ok((c, Use { pool_key, target }))
+    }
+
+    /// `tools/list`, following `nextCursor` to the end.
+    async fn fetch_all(&self, u: &Use) -> Result<ToolsList, McpError> {
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut ttl_ms: Option<u64> = None;
+        let mut public = true;
+        for _ in 0..MAX_PAGES {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let page = match self
+                .pool
+                .request(&u.pool_key, &u.target, "tools/list", params)
+                .await?
+            {
+                Ok(page) => page,
+                Err(rpc) => return Err(McpError::Rpc(rpc)),
+            };
+            if let Some(items) = page.get("tools").and_then(Value::as_array) {
+                tools.extend(items.iter().cloned());
+            } else {
+                return Err(McpError::Protocol(
+                    "tools/list result has no `tools` array".into(),
+                ));
+            }
+            if let Some(ms) = page.get("ttlMs").and_then(Value::as_u64) {
+                ttl_ms = Some(ttl_ms.map_or(ms, |t| t.min(ms)));
+            }
+            public &= page.get("cacheScope").and_then(Value::as_str) == Some("public");
+            match page.get("nextCursor").and_then(Value::as_str) {
+                Some(next) if !next.is_empty() => cursor = Some(next.to_owned()),
+                _ => {
+                    return Ok(ToolsList {
+                        tools,
+                        ttl: self.cache.ttl_for(ttl_ms),
+                        public,
+                        fetched_at: std::time::Instant::now(),
+                    });
+                }
+            }
+        }
+        Err(McpError::Protocol(format!(
+            "tools/list did not end after {MAX_PAGES} pages"
+        )))
+    }
+}
