@@ -145,7 +145,14 @@ impl TestApp {
     }
 
     pub async fn start(env: Env) -> Self {
-        let bound = App::build(env.config()).await.expect("app builds");
+        Self::start_with(env, &[]).await
+    }
+
+    /// Starts with extra config overrides (environment-style pairs).
+    pub async fn start_with(env: Env, extra: &[(&str, &str)]) -> Self {
+        let bound = App::build(env.config_with(extra))
+            .await
+            .expect("app builds");
         Self {
             base: format!("http://{}", bound.api_addr()),
             admin_base: format!("http://{}", bound.admin_addr()),

@@ -8,3 +8,5 @@ mod rejections;
 mod restart;
 mod sharing;
 mod store;
+mod tools;
+mod upstream;
