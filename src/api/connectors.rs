@@ -27,11 +27,13 @@ async fn render(
     let user_data = user_data.then(|| UserData {
         is_authenticated: view::needs_no_credentials(c),
     });
+    let tools = state.tools.cached(c).await;
     Ok(view::connector(
         c,
         &CallerData {
             blocked_by,
             user_data,
+            tools,
         },
     ))
 }

@@ -15,6 +15,8 @@ pub struct CallerData {
     pub blocked_by: Vec<ConsumerType>,
     /// `Some` when the caller asked for `fetch_user_data=true`.
     pub user_data: Option<UserData>,
+    /// The connector's tools when a list is cached (no upstream call is made to render).
+    pub tools: Option<std::sync::Arc<crate::cache::ToolsList>>,
 }
 
 #[derive(Debug)]
@@ -48,7 +50,7 @@ pub fn connector(c: &Connector, caller: &CallerData) -> Value {
         "global_headers": global_headers(&c.doc.global_headers),
         "blocked_by": caller.blocked_by.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
         "mistral": false,
-        "tools": null,
+        "tools": caller.tools.as_ref().map(|list| connector_tools(c, &list.tools)),
     });
     if c.protocol == Protocol::Http {
         v["openapi_spec"] = Value::Null;
@@ -58,6 +60,27 @@ pub fn connector(c: &Connector, caller: &CallerData) -> Value {
         v["is_authenticated"] = json!(user.is_authenticated);
     }
     v
+}
+
+/// MCP tool objects → ConnectorTool records (§4.8, snake_case).
+fn connector_tools(c: &Connector, tools: &[Value]) -> Vec<Value> {
+    tools
+        .iter()
+        .filter_map(|t| {
+            let name = t.get("name")?.as_str()?;
+            Some(json!({
+                "id": format!("{}:{name}", c.id),
+                "name": name,
+                "description": t.get("description").and_then(Value::as_str).unwrap_or_default(),
+                "execution_config": null,
+                "visibility": c.visibility.as_str(),
+                "created_at": c.created_at,
+                "modified_at": c.modified_at,
+                "jsonschema": t.get("inputSchema"),
+                "active": true,
+            }))
+        })
+        .collect()
 }
 
 /// PublicAuthenticationMethod (§4.3).

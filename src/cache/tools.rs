@@ -165,6 +165,14 @@ impl ToolsCache {
         }
     }
 
+    /// A fresh list, without fetching.
+    pub async fn peek(&self, key: &ToolsKey) -> Option<Arc<ToolsList>> {
+        match self.public.get(&key.public()).await {
+            Some(list) => Some(list),
+            None => self.fresh.get(key).await,
+        }
+    }
+
     /// The connector's tools changed upstream (`list_changed`): drop its fresh lists for every
     /// credential, keep the fallback copies.
     pub fn tools_changed(&self, connector_id: &str) {

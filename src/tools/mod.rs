@@ -116,6 +116,20 @@ impl ToolsService {
         }
     }
 
+    /// The connector's tools if a list reached with its own headers is cached (never fetches).
+    pub async fn cached(&self, c: &Connector) -> Option<Arc<ToolsList>> {
+        if !c.supports_mcp {
+            return None;
+        }
+        self.cache
+            .peek(&ToolsKey {
+                connector_id: c.id.clone(),
+                connector_version: c.modified_at.clone(),
+                credential: CONNECTOR_CREDENTIAL.to_owned(),
+            })
+            .await
+    }
+
     /// Forgets everything cached about a connector (deleted).
     pub fn forget_connector(&self, connector_id: &str) {
         self.cache.forget_connector(connector_id);
