@@ -277,6 +277,26 @@ async fn list_changed_makes_the_next_call_refetch() {
 }
 
 #[tokio::test]
+async fn notification_before_the_response_on_the_sse_stream_is_seen() {
+    let upstream = Upstream::spawn(Mode::RawSse).await;
+    let app = app().await;
+    mcp_connector(&app, "inline", &upstream.url).await;
+    let (status, list) = tools(&app, "inline", "").await;
+    assert_eq!(status, StatusCode::OK, "priming event skipped: {list}");
+    assert_eq!(names(&list), ["echo"]);
+    let (status, r) = call(&app, "inline", "echo", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["content"][0]["text"], "after the notification");
+    tools(&app, "inline", "").await;
+    assert_eq!(
+        upstream.recorder.count("tools/list").await,
+        2,
+        "invalidated before the response arrived"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn upstream_down_serves_the_last_good_list() {
     let upstream = Upstream::spawn(Mode::Sessions).await;
     let app = app().await;

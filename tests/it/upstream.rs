@@ -43,6 +43,9 @@ pub enum Mode {
     JsonNoSessions,
     /// Hand-written 2024-11-05 HTTP+SSE server.
     LegacySse,
+    /// Hand-written Streamable HTTP server whose SSE answers start with an empty priming
+    /// event and carry a `tools/list_changed` notification before the response.
+    RawSse,
 }
 
 /// What the upstream saw, and switches to misbehave.
@@ -82,6 +85,7 @@ impl Upstream {
         let recorder = Arc::new(Recorder::default());
         let (router, sessions, path) = match mode {
             Mode::LegacySse => (legacy_router(), None, "/sse"),
+            Mode::RawSse => (Router::new().route("/raw", post(raw_message)), None, "/raw"),
             _ => {
                 let manager = Arc::new(LocalSessionManager::default());
                 let legacy_only = mode != Mode::Stateless2026;
@@ -371,4 +375,48 @@ pub fn legacy_rich_tool() -> Value {
         "icons": [{"src": "https://example.test/i.png", "mimeType": "image/png", "sizes": ["48x48"]}],
         "_meta": {"ui": {"resourceUri": "ui://rich/view", "visibility": ["model", "app"]}, "custom": {"k": 1}}
     })
+}
+
+// ---- hand-written Streamable HTTP with SSE answers ----
+
+async fn raw_message(axum::Json(msg): axum::Json<Value>) -> Response {
+    let method = msg
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let Some(id) = msg.get("id").cloned() else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let result = match method.as_str() {
+        "initialize" => {
+            let body = json!({"jsonrpc": "2.0", "id": id, "result": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {"tools": {"listChanged": true}},
+                "serverInfo": {"name": "raw-fixture", "version": "1.0.0"}}});
+            return (
+                [
+                    ("content-type", "application/json"),
+                    ("mcp-session-id", "raw-session"),
+                ],
+                body.to_string(),
+            )
+                .into_response();
+        }
+        "tools/list" => json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}),
+        "tools/call" => json!({"content": [{"type": "text", "text": "after the notification"}]}),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "Bad Request: Session ID is required",
+            )
+                .into_response();
+        }
+    };
+    let notification = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+    let response = json!({"jsonrpc": "2.0", "id": id, "result": result});
+    let body = format!(
+        "id: 0\nretry: 1000\ndata: \n\nevent: message\ndata: {notification}\n\nevent: message\ndata: {response}\n\n"
+    );
+    ([("content-type", "text/event-stream")], body).into_response()
 }
