@@ -14,6 +14,7 @@ use crate::admin::{self, Readiness};
 use crate::api::{self, AppState};
 use crate::cache::ToolsCache;
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::identity::{ApiKeys, Principal};
 use crate::mcp::{self, ClientSettings, SessionPool};
 use crate::registry::{Registry, RegistryError};
@@ -88,7 +89,7 @@ impl App {
         tracing::info!(backend = ?sql.backend(), "store ready, migrations applied");
         let store: Arc<dyn Store> = Arc::new(sql.clone());
 
-        let registry = Registry::new(store.clone(), vault);
+        let registry = Registry::new(store.clone(), vault.clone());
         if config.vault.verify_on_start {
             let unreadable = registry.unreadable_secrets().await?;
             if !unreadable.is_empty() {
@@ -115,12 +116,14 @@ impl App {
 
         let readiness = Readiness::new(store.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let tools = tools_service(&config, registry.clone())?;
+        let credentials = Credentials::new(store.clone(), vault.clone(), registry.clone());
+        let tools = tools_service(&config, registry.clone(), credentials.clone())?;
         let state = AppState {
             config: config.clone(),
             registry,
             keys,
             tools,
+            credentials,
         };
         let api_task = serve(api_listener, api::router(state), stop_rx.clone());
         let admin_task = serve(admin_listener, admin::router(readiness.clone()), stop_rx);
@@ -138,7 +141,11 @@ impl App {
     }
 }
 
-fn tools_service(config: &Config, registry: Registry) -> Result<ToolsService, BuildError> {
+fn tools_service(
+    config: &Config,
+    registry: Registry,
+    credentials: Credentials,
+) -> Result<ToolsService, BuildError> {
     let settings = ClientSettings {
         connect_timeout: config.upstream.connect_timeout,
         call_timeout: config.upstream.call_timeout,
@@ -167,7 +174,7 @@ fn tools_service(config: &Config, registry: Registry) -> Result<ToolsService, Bu
         config.upstream.max_sessions,
         on_notification,
     );
-    Ok(ToolsService::new(registry, pool, cache))
+    Ok(ToolsService::new(registry, credentials, pool, cache))
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, BuildError> {

@@ -24,9 +24,15 @@ async fn render(
     user_data: bool,
 ) -> ApiResult<Value> {
     let blocked_by = state.registry.blocked_by(p, c).await?;
-    let user_data = user_data.then(|| UserData {
-        is_authenticated: view::needs_no_credentials(c),
-    });
+    let user_data = if user_data {
+        let mine = state.credentials.mine(p, c).await?;
+        Some(UserData {
+            is_authenticated: !c.requires_credentials() || !mine.is_empty(),
+            credentials: mine.iter().map(super::credentials::public_view).collect(),
+        })
+    } else {
+        None
+    };
     let tools = state.tools.cached(c).await;
     Ok(view::connector(
         c,

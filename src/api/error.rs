@@ -154,6 +154,9 @@ impl From<crate::tools::ToolsError> for ApiError {
             ToolsError::NotMcp => ApiError::BadRequest(text),
             ToolsError::Deactivated(_) => ApiError::Forbidden(text),
             ToolsError::CredentialsNotFound(_) => ApiError::NotFound(text),
+            ToolsError::CredentialsRequired => ApiError::UpstreamAuth(text),
+            ToolsError::CredentialsUnusable(_) => ApiError::BadRequest(text),
+            ToolsError::Credentials(c) => c.into(),
             ToolsError::BadTarget(_) => ApiError::BadGateway(text),
             ToolsError::Rpc(rpc) | ToolsError::Upstream(McpError::Rpc(rpc)) => {
                 let detail = format!("Upstream MCP error {}: {}", rpc.code, rpc.message);

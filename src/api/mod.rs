@@ -2,6 +2,7 @@
 //! by the [`extract::Caller`] extractor and every error rendered by [`error::ApiError`].
 
 mod connectors;
+mod credentials;
 mod dto;
 pub mod error;
 mod extract;
@@ -16,6 +17,7 @@ use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::identity::ApiKeys;
 use crate::registry::Registry;
 use crate::tools::ToolsService;
@@ -28,6 +30,7 @@ pub struct AppState {
     pub registry: Registry,
     pub keys: ApiKeys,
     pub tools: ToolsService,
+    pub credentials: Credentials,
 }
 
 /// The API router.
@@ -61,6 +64,17 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/connectors/{ref}/{scope}/deactivate",
             post(connectors::deactivate),
+        )
+        .route(
+            "/connectors/{ref}/{scope}/credentials",
+            get(credentials::list)
+                .post(credentials::create)
+                .patch(credentials::upsert)
+                .delete(credentials::delete_all),
+        )
+        .route(
+            "/connectors/{ref}/{scope}/credentials/{name}",
+            axum::routing::delete(credentials::delete_one),
         )
         .route("/connectors/{ref}/tools", get(tools::list))
         .route("/connectors/{ref}/tools/{*rest}", post(tools::call));

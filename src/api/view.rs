@@ -22,6 +22,8 @@ pub struct CallerData {
 #[derive(Debug)]
 pub struct UserData {
     pub is_authenticated: bool,
+    /// The caller's credentials (public views).
+    pub credentials: Vec<Value>,
 }
 
 pub fn connector(c: &Connector, caller: &CallerData) -> Value {
@@ -56,7 +58,7 @@ pub fn connector(c: &Connector, caller: &CallerData) -> Value {
         v["openapi_spec"] = Value::Null;
     }
     if let Some(user) = &caller.user_data {
-        v["connection_credentials"] = json!([]);
+        v["connection_credentials"] = Value::Array(user.credentials.clone());
         v["is_authenticated"] = json!(user.is_authenticated);
     }
     v
@@ -125,17 +127,6 @@ fn global_headers(h: &std::collections::BTreeMap<String, GlobalHeader>) -> Value
         );
     }
     Value::Object(out)
-}
-
-/// Whether a connector can be used without any stored credential.
-pub fn needs_no_credentials(c: &Connector) -> bool {
-    c.doc.auth_methods.iter().all(|m| {
-        m.method_type == "none"
-            && m.headers.as_ref().is_none_or(|hs| {
-                hs.iter()
-                    .all(|h| h.get("is_required") == Some(&Value::Bool(false)))
-            })
-    })
 }
 
 pub fn message(text: impl Into<String>) -> Value {

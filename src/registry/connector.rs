@@ -133,6 +133,18 @@ impl Connector {
         }
     }
 
+    /// Whether using the connector needs a stored credential: it declares an authentication
+    /// method other than `none`, or `none` with a required header.
+    pub fn requires_credentials(&self) -> bool {
+        self.doc.auth_methods.iter().any(|m| {
+            m.method_type != "none"
+                || m.headers.as_ref().is_some_and(|hs| {
+                    hs.iter()
+                        .any(|h| h.get("is_required") != Some(&serde_json::Value::Bool(false)))
+                })
+        })
+    }
+
     pub fn secret_identity(&self) -> RecordIdentity {
         RecordIdentity::connector_secrets(&self.id)
     }

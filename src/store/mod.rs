@@ -80,6 +80,41 @@ pub struct ApiKeyRow {
     pub created_at: String,
 }
 
+/// A stored credential; `secrets` is a vault blob.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialRow {
+    pub id: String,
+    pub connector_id: String,
+    /// `user`, `workspace` or `org`.
+    pub scope: String,
+    /// The user, workspace or organization id the credential belongs to.
+    pub owner_id: String,
+    pub name: String,
+    pub title: Option<String>,
+    pub authentication_type: String,
+    pub is_default: bool,
+    pub creator_id: String,
+    pub secrets: Vec<u8>,
+    pub created_at: String,
+    pub modified_at: String,
+}
+
+/// The credentials of one consumer for one connector: the unit of consistent writes
+/// (defaults are a property of the set).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CredentialSetKey {
+    pub connector_id: String,
+    pub scope: String,
+    pub owner_id: String,
+}
+
+/// A set and its version (0: never written).
+#[derive(Debug, Clone, Default)]
+pub struct CredentialSet {
+    pub version: i64,
+    pub rows: Vec<CredentialRow>,
+}
+
 /// A sealed blob and the record that owns it, for start-up verification and key rotation.
 #[derive(Debug, Clone)]
 pub struct SealedRecord {
@@ -137,4 +172,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every sealed blob in the store.
     async fn sealed_records(&self) -> Result<Vec<SealedRecord>, StoreError>;
+    /// Replaces a sealed blob if it is still `old` (key rotation). `false` if it changed.
+    async fn reseal(&self, record: &SealedRecord, new_blob: &[u8]) -> Result<bool, StoreError>;
+
+    async fn credential_set(&self, key: &CredentialSetKey) -> Result<CredentialSet, StoreError>;
+    /// Applies upserts and deletions (by id) to a set if its version is still
+    /// `expected_version`, in one transaction; `Stale` otherwise.
+    async fn write_credential_set(
+        &self,
+        key: &CredentialSetKey,
+        expected_version: i64,
+        upserts: &[CredentialRow],
+        delete_ids: &[String],
+    ) -> Result<(), StoreError>;
+    /// The credentials of a connector held by any of `owners` (scope, owner id).
+    async fn credentials_of(
+        &self,
+        connector_id: &str,
+        owners: &[(String, String)],
+    ) -> Result<Vec<CredentialRow>, StoreError>;
+    /// On unshare: drops the credentials of scope `scope` and the user credentials of everyone
+    /// but `keep_user`. Returns how many were removed.
+    async fn prune_credentials(
+        &self,
+        connector_id: &str,
+        scope: &str,
+        keep_user: &str,
+    ) -> Result<u64, StoreError>;
 }

@@ -9,8 +9,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 use super::{
-    ApiKeyRow, BackendKind, ConnectorPageQuery, ConnectorRow, Consumer, SealedRecord, Store,
-    StoreError,
+    ApiKeyRow, BackendKind, ConnectorPageQuery, ConnectorRow, Consumer, CredentialRow,
+    CredentialSet, CredentialSetKey, SealedRecord, Store, StoreError,
 };
 use crate::config::{StoreBackend, StoreConfig};
 
@@ -147,6 +147,26 @@ fn connector_from(row: &AnyRow) -> Result<ConnectorRow, sqlx::Error> {
     })
 }
 
+const CREDENTIAL_COLUMNS: &str = "id, connector_id, scope, owner_id, name, title, \
+     authentication_type, is_default, creator_id, secrets, created_at, modified_at";
+
+fn credential_from(row: &AnyRow) -> Result<CredentialRow, sqlx::Error> {
+    Ok(CredentialRow {
+        id: row.try_get("id")?,
+        connector_id: row.try_get("connector_id")?,
+        scope: row.try_get("scope")?,
+        owner_id: row.try_get("owner_id")?,
+        name: row.try_get("name")?,
+        title: row.try_get("title")?,
+        authentication_type: row.try_get("authentication_type")?,
+        is_default: row.try_get::<i64, _>("is_default")? != 0,
+        creator_id: row.try_get("creator_id")?,
+        secrets: row.try_get("secrets")?,
+        created_at: row.try_get("created_at")?,
+        modified_at: row.try_get("modified_at")?,
+    })
+}
+
 fn api_key_from(row: &AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
     Ok(ApiKeyRow {
         key_hash: row.try_get("key_hash")?,
@@ -233,10 +253,12 @@ impl Store for SqlStore {
 
     async fn delete_connector(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&self.sql("DELETE FROM connector_blocks WHERE connector_id = $1"))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        for table in ["connector_blocks", "credentials", "credential_sets"] {
+            sqlx::query(&self.sql(&format!("DELETE FROM {table} WHERE connector_id = $1")))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let done = sqlx::query(&self.sql("DELETE FROM connectors WHERE id = $1"))
             .bind(id)
             .execute(&mut *tx)
@@ -385,18 +407,190 @@ impl Store for SqlStore {
     }
 
     async fn sealed_records(&self) -> Result<Vec<SealedRecord>, StoreError> {
-        let rows = sqlx::query("SELECT id, secrets FROM connectors WHERE secrets IS NOT NULL")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SealedRecord {
-                    kind: "connector",
+        let mut out = Vec::new();
+        for (kind, sql) in [
+            (
+                "connector",
+                "SELECT id, secrets FROM connectors WHERE secrets IS NOT NULL",
+            ),
+            ("credential", "SELECT id, secrets FROM credentials"),
+        ] {
+            for r in sqlx::query(sql).fetch_all(&self.pool).await? {
+                out.push(SealedRecord {
+                    kind,
                     id: r.try_get("id")?,
                     blob: r.try_get("secrets")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn reseal(&self, record: &SealedRecord, new_blob: &[u8]) -> Result<bool, StoreError> {
+        let table = match record.kind {
+            "connector" => "connectors",
+            "credential" => "credentials",
+            other => {
+                return Err(StoreError::Conflict(format!(
+                    "unknown sealed record kind {other}"
+                )));
+            }
+        };
+        let sql = self.sql(&format!(
+            "UPDATE {table} SET secrets = $1 WHERE id = $2 AND secrets = $3"
+        ));
+        let done = sqlx::query(&sql)
+            .bind(new_blob.to_vec())
+            .bind(&record.id)
+            .bind(record.blob.clone())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn credential_set(&self, key: &CredentialSetKey) -> Result<CredentialSet, StoreError> {
+        let version = sqlx::query(&self.sql(
+            "SELECT version FROM credential_sets WHERE connector_id = $1 AND scope = $2 AND owner_id = $3",
+        ))
+        .bind(&key.connector_id)
+        .bind(&key.scope)
+        .bind(&key.owner_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.try_get::<i64, _>("version"))
+        .transpose()?
+        .unwrap_or(0);
+        let sql = self.sql(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials \
+             WHERE connector_id = $1 AND scope = $2 AND owner_id = $3 ORDER BY created_at, id"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(&key.connector_id)
+            .bind(&key.scope)
+            .bind(&key.owner_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(CredentialSet {
+            version,
+            rows: rows.iter().map(credential_from).collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn write_credential_set(
+        &self,
+        key: &CredentialSetKey,
+        expected_version: i64,
+        upserts: &[CredentialRow],
+        delete_ids: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let bumped = if expected_version == 0 {
+            sqlx::query(&self.sql(
+                "INSERT INTO credential_sets (connector_id, scope, owner_id, version) \
+                 VALUES ($1, $2, $3, 1) ON CONFLICT (connector_id, scope, owner_id) DO NOTHING",
+            ))
+            .bind(&key.connector_id)
+            .bind(&key.scope)
+            .bind(&key.owner_id)
+            .execute(&mut *tx)
+            .await?
+        } else {
+            sqlx::query(&self.sql(
+                "UPDATE credential_sets SET version = version + 1 \
+                 WHERE connector_id = $1 AND scope = $2 AND owner_id = $3 AND version = $4",
+            ))
+            .bind(&key.connector_id)
+            .bind(&key.scope)
+            .bind(&key.owner_id)
+            .bind(expected_version)
+            .execute(&mut *tx)
+            .await?
+        };
+        if bumped.rows_affected() == 0 {
+            return Err(StoreError::Stale);
+        }
+        for id in delete_ids {
+            sqlx::query(&self.sql("DELETE FROM credentials WHERE id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let upsert = self.sql(&format!(
+            "INSERT INTO credentials ({CREDENTIAL_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (id) DO UPDATE SET name = $5, title = $6, authentication_type = $7, \
+             is_default = $8, secrets = $10, modified_at = $12"
+        ));
+        for r in upserts {
+            sqlx::query(&upsert)
+                .bind(&r.id)
+                .bind(&r.connector_id)
+                .bind(&r.scope)
+                .bind(&r.owner_id)
+                .bind(&r.name)
+                .bind(r.title.clone())
+                .bind(&r.authentication_type)
+                .bind(i64::from(r.is_default))
+                .bind(&r.creator_id)
+                .bind(r.secrets.clone())
+                .bind(&r.created_at)
+                .bind(&r.modified_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_or(e, "a credential with this name already exists"))?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn credentials_of(
+        &self,
+        connector_id: &str,
+        owners: &[(String, String)],
+    ) -> Result<Vec<CredentialRow>, StoreError> {
+        let sql = self.sql(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE connector_id = $1 ORDER BY created_at, id"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(connector_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let c = credential_from(r)?;
+            if owners
+                .iter()
+                .any(|(s, o)| *s == c.scope && *o == c.owner_id)
+            {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn prune_credentials(
+        &self,
+        connector_id: &str,
+        scope: &str,
+        keep_user: &str,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut removed = 0;
+        for table in ["credentials", "credential_sets"] {
+            let done = sqlx::query(&self.sql(&format!(
+                "DELETE FROM {table} WHERE connector_id = $1 \
+                 AND (scope = $2 OR (scope = 'user' AND owner_id <> $3))"
+            )))
+            .bind(connector_id)
+            .bind(scope)
+            .bind(keep_user)
+            .execute(&mut *tx)
+            .await?;
+            if table == "credentials" {
+                removed = done.rows_affected();
+            }
+        }
+        tx.commit().await?;
+        Ok(removed)
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::cache::{CacheOutcome, ToolsCache, ToolsKey, ToolsList};
+use crate::credentials::{Credentials, CredentialsError};
 use crate::identity::Principal;
 use crate::mcp::{McpError, PoolKey, RpcError, SessionPool, Target};
 use crate::registry::{Connector, ConsumerType, Registry, RegistryError};
@@ -26,6 +27,14 @@ pub enum ToolsError {
     Deactivated(Vec<ConsumerType>),
     #[error("Credentials '{0}' not found for this connector")]
     CredentialsNotFound(String),
+    #[error(
+        "This connector requires credentials and none are configured for you (credentials_required)"
+    )]
+    CredentialsRequired,
+    #[error("{0}")]
+    CredentialsUnusable(&'static str),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     #[error("The connector's upstream configuration is invalid: {0}")]
     BadTarget(String),
     #[error(transparent)]
@@ -43,6 +52,7 @@ const CONNECTOR_CREDENTIAL: &str = "connector";
 #[derive(Debug, Clone)]
 pub struct ToolsService {
     registry: Registry,
+    credentials: Credentials,
     pool: SessionPool,
     cache: ToolsCache,
 }
@@ -54,12 +64,23 @@ struct Use {
 }
 
 impl ToolsService {
-    pub fn new(registry: Registry, pool: SessionPool, cache: ToolsCache) -> Self {
+    pub fn new(
+        registry: Registry,
+        credentials: Credentials,
+        pool: SessionPool,
+        cache: ToolsCache,
+    ) -> Self {
         Self {
             registry,
+            credentials,
             pool,
             cache,
         }
+    }
+
+    /// A credential of the connector was created, changed or deleted.
+    pub fn credentials_changed(&self, connector_id: &str) {
+        self.cache.tools_changed(connector_id);
     }
 
     pub fn pool(&self) -> &SessionPool {
@@ -150,16 +171,27 @@ impl ToolsService {
         if !blocked.is_empty() {
             return Err(ToolsError::Deactivated(blocked));
         }
-        if let Some(name) = credentials_name {
-            // Stored credentials arrive with the credentials feature; until then none exist.
-            return Err(ToolsError::CredentialsNotFound(name.to_owned()));
-        }
+        let selected = self.credentials.select(p, &c, credentials_name).await?;
+        let (credential, credential_secrets) = match (selected, credentials_name) {
+            (None, Some(name)) => return Err(ToolsError::CredentialsNotFound(name.to_owned())),
+            (None, None) if c.requires_credentials() => {
+                return Err(ToolsError::CredentialsRequired);
+            }
+            (None, None) => (CONNECTOR_CREDENTIAL.to_owned(), None),
+            (Some(sel), _) if sel.authentication_type == "oauth2" => {
+                return Err(ToolsError::CredentialsUnusable(
+                    "OAuth2 credentials cannot be used until the OAuth token exchange is available",
+                ));
+            }
+            (Some(sel), _) => (format!("{}@{}", sel.id, sel.version), Some(sel.secrets)),
+        };
         let secrets = c.open_secrets(self.registry.vault())?;
-        let target = upstream_target(&c, &secrets).map_err(ToolsError::BadTarget)?;
+        let target = upstream_target(&c, &secrets, credential_secrets.as_ref())
+            .map_err(ToolsError::BadTarget)?;
         let pool_key = PoolKey {
             connector_id: c.id.clone(),
             connector_version: c.modified_at.clone(),
-            credential: CONNECTOR_CREDENTIAL.to_owned(),
+            credential,
         };
         Ok((c, Use { pool_key, target }))
     }

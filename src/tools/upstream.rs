@@ -1,13 +1,22 @@
 //! The upstream a connector points at: its `server` URL and the headers injected on every
-//! request — connector `global_headers` (public and secret) and connector `headers`.
+//! request — connector `global_headers` (public and secret), connector `headers`, then the
+//! selected credential (`bearer_token` → `Authorization: Bearer`, its `headers` as given).
+//! Nothing of the caller's request is ever among them.
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
+use secrecy::ExposeSecret;
+
+use crate::credentials::CredentialSecrets;
 use crate::mcp::Target;
 use crate::registry::{Connector, ConnectorSecrets};
 
-pub fn upstream_target(c: &Connector, secrets: &ConnectorSecrets) -> Result<Target, String> {
+pub fn upstream_target(
+    c: &Connector,
+    secrets: &ConnectorSecrets,
+    credential: Option<&CredentialSecrets>,
+) -> Result<Target, String> {
     let url = url::Url::parse(&c.doc.server).map_err(|e| format!("server URL: {e}"))?;
     let mut headers = HeaderMap::new();
     let mut put = |name: &str, value: &str| -> Result<(), String> {
@@ -36,6 +45,17 @@ pub fn upstream_target(c: &Connector, secrets: &ConnectorSecrets) -> Result<Targ
             other => other.to_string(),
         };
         put(name, &text)?;
+    }
+    if let Some(cred) = credential {
+        if let Some(token) = &cred.bearer_token {
+            put(
+                "authorization",
+                &format!("Bearer {}", token.expose_secret()),
+            )?;
+        }
+        for (name, value) in &cred.headers {
+            put(name, value.expose_secret())?;
+        }
     }
     Ok(Target { url, headers })
 }

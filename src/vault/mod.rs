@@ -36,6 +36,11 @@ impl RecordIdentity {
         Self(format!("switchboard/connector/{id}/secrets"))
     }
 
+    /// The secrets of credential `id`.
+    pub fn credential_secrets(id: &str) -> Self {
+        Self(format!("switchboard/credential/{id}/secrets"))
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
