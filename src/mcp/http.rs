@@ -49,7 +49,17 @@ pub async fn post(
         let headers = resp.headers().clone();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            return Err(McpError::from_status(status, &text, had_session));
+            let err = McpError::from_status(status, &text, had_session);
+            // 2026-07-28 servers carry JSON-RPC errors in 4xx answers: that is an answer.
+            if let (McpError::Http { .. }, Some(id)) = (&err, expect) {
+                if let Ok(Some(outcome @ Err(_))) = find_response(text.as_bytes(), id, sink) {
+                    return Ok(PostAnswer {
+                        headers,
+                        response: Some(outcome),
+                    });
+                }
+            }
+            return Err(err);
         }
         let Some(id) = expect else {
             return Ok(PostAnswer {

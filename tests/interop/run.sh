@@ -1,35 +1,60 @@
 #!/usr/bin/env bash
-# Interop test: the official mistralai 3.7.0 Python SDK against the Switchboard gateway.
+# Interop tests: the official mistralai 3.7.0 Python SDK against the Switchboard gateway, with
+# real MCP upstreams (server-everything from npm, the official Python SDK `mcp` 2.3.0).
 #
 #   bash tests/interop/run.sh            # builds target/debug/switchboard first
 #   SWITCHBOARD_BIN=/path/to/switchboard bash tests/interop/run.sh   # use a prebuilt binary
 #
-# Creates <repo>/.venv-interop (git-ignored) on first use. Exit code = the test's exit code.
-# Set INTEROP_VERBOSE=1 for tracebacks and the gateway log.
+# On first use this creates <repo>/.venv-interop (git-ignored; mistralai + mcp) and
+# tests/interop/node_modules (git-ignored; `npm ci` from the committed package-lock.json).
+# Both are reused on later runs while the pinned versions / the lock file are unchanged.
+#
+# Runs test_connectors_sdk.py and test_tools_sdk.py, then prints one combined final line
+# `N passed, N failed`. Exit status is non-zero if either script failed.
+# Set INTEROP_VERBOSE=1 for tracebacks, the gateway log and the upstreams' output.
 set -euo pipefail
 
-SDK_VERSION="3.7.0"
+SDK_VERSION="3.7.0"   # mistralai
+MCP_VERSION="2.3.0"   # mcp (Python MCP SDK: the fixture upstream, py_mcp_server.py)
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 venv="$repo/.venv-interop"
 py="$venv/bin/python"
 
-# 1. virtualenv with the pinned SDK (pip is skipped when already installed at that version)
+# 1. virtualenv with the pinned Python packages (pip is skipped when both are installed)
 if [[ ! -x "$py" ]]; then
     echo "interop: creating $venv" >&2
     python3 -m venv "$venv"
 fi
-installed="$("$py" -c 'import importlib.metadata as m
+version_of() {
+    "$py" -c 'import importlib.metadata as m, sys
 try:
-    print(m.version("mistralai"))
+    print(m.version(sys.argv[1]))
 except m.PackageNotFoundError:
-    print("")' 2>/dev/null || true)"
-if [[ "$installed" != "$SDK_VERSION" ]]; then
-    echo "interop: installing mistralai==$SDK_VERSION into $venv" >&2
-    "$py" -m pip install -q --disable-pip-version-check "mistralai==$SDK_VERSION"
+    print("")' "$1" 2>/dev/null || true
+}
+if [[ "$(version_of mistralai)" != "$SDK_VERSION" || "$(version_of mcp)" != "$MCP_VERSION" ]]; then
+    echo "interop: installing mistralai==$SDK_VERSION mcp==$MCP_VERSION into $venv" >&2
+    "$py" -m pip install -q --disable-pip-version-check "mistralai==$SDK_VERSION" "mcp==$MCP_VERSION"
 fi
 
-# 2. the gateway binary
+# 2. npm packages (server-everything): `npm ci` only when the lock file changed since the last one
+for tool in node npm; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "interop: '$tool' not found on PATH (Node 20+ is needed for server-everything)" >&2
+        exit 2
+    fi
+done
+stamp="$here/node_modules/.interop-lock.sha256"
+want_stamp="$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want_stamp" \
+      || ! -f "$here/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]]; then
+    echo "interop: npm ci in $here" >&2
+    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want_stamp" > "$stamp"
+fi
+
+# 3. the gateway binary
 if [[ -n "${SWITCHBOARD_BIN:-}" ]]; then
     bin="$SWITCHBOARD_BIN"
 else
@@ -45,10 +70,33 @@ if [[ ! -x "$bin" ]]; then
 fi
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 
-# 3. the test (its exit code is ours)
+# 4. the tests; each ends with `N passed, N failed`, which we add up
 cd "$repo"
-set +e
-"$py" "$here/test_connectors_sdk.py" --bin "$bin"
-rc=$?
-set -e
-exit "$rc"
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ next to the scripts
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+total_passed=0
+total_failed=0
+status=0
+for script in test_connectors_sdk.py test_tools_sdk.py; do
+    echo "== $script =="
+    set +e
+    "$py" "$here/$script" --bin "$bin" | tee "$out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    last="$(tail -n 1 "$out")"
+    if [[ "$last" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+        total_passed=$((total_passed + BASH_REMATCH[1]))
+        total_failed=$((total_failed + BASH_REMATCH[2]))
+        if [[ $rc -ne 0 && ${BASH_REMATCH[2]} -eq 0 ]]; then
+            total_failed=$((total_failed + 1))  # exited non-zero without reporting a failure
+        fi
+    else
+        echo "FAIL $script ended without a summary line (exit status $rc)"
+        total_failed=$((total_failed + 1))
+    fi
+    [[ $rc -eq 0 ]] || status=1
+done
+echo "$total_passed passed, $total_failed failed"
+[[ $total_failed -eq 0 ]] || status=1
+exit "$status"

@@ -14,203 +14,29 @@ Only 127.0.0.1 is ever contacted.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import queue
 import secrets
-import shutil
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-import traceback
 import warnings
 from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional
 
-try:  # mistralai 3.7.0 ships on top of `httpx2` (same API as httpx)
-    import httpx2 as httpx
-except ImportError:  # pragma: no cover
-    import httpx  # type: ignore
-
 import pydantic
 from mistralai.client import Mistral, errors, models
-from mistralai.client.types import UNSET
+from mistralai.client.types.basemodel import Unset
 
-STARTUP_TIMEOUT_S = float(os.environ.get("INTEROP_STARTUP_TIMEOUT", "60"))
-REQUEST_TIMEOUT_S = 30.0
-
-# --------------------------------------------------------------------------------------------
-# tiny runner
-# --------------------------------------------------------------------------------------------
-
-RESULTS: List[bool] = []
-VERBOSE = bool(os.environ.get("INTEROP_VERBOSE"))
-
-
-def _one_line(text: str, limit: int = 600) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def check(name: str, fn: Callable[[], Any]) -> bool:
-    """Run one check; print exactly one line for it."""
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - every failure is a failed check
-        RESULTS.append(False)
-        print(f"FAIL {name}: {type(exc).__name__}: {_one_line(exc)}", flush=True)
-        if VERBOSE:
-            traceback.print_exc(file=sys.stderr)
-        return False
-    RESULTS.append(True)
-    print(f"ok   {name}", flush=True)
-    return True
-
-
-def summary_and_exit() -> None:
-    passed = sum(1 for r in RESULTS if r)
-    failed = len(RESULTS) - passed
-    print(f"{passed} passed, {failed} failed", flush=True)
-    sys.exit(1 if failed else 0)
-
-
-# --------------------------------------------------------------------------------------------
-# gateway process
-# --------------------------------------------------------------------------------------------
-
-
-class Gateway:
-    def __init__(self, binary: str):
-        self.binary = binary
-        self.tmp = tempfile.mkdtemp(prefix="switchboard-interop-")
-        self.bootstrap_key = "sbk_" + secrets.token_urlsafe(32)
-        # Inherit the environment, minus any SWITCHBOARD_* variable of the caller (e.g. the
-        # harness' own SWITCHBOARD_BIN): the gateway rejects SWITCHBOARD_* names it does not know,
-        # and a developer's settings must not leak into this hermetic run.
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-        self.env.update(
-            {
-                "SWITCHBOARD_API_LISTEN": "127.0.0.1:0",
-                "SWITCHBOARD_ADMIN_LISTEN": "127.0.0.1:0",
-                "SWITCHBOARD_STORE_URL": f"sqlite://{self.tmp}/switchboard.db",
-                "SWITCHBOARD_VAULT_KEY_FILE": f"{self.tmp}/vault.key",
-                "SWITCHBOARD_AUTH_BOOTSTRAP_KEY": self.bootstrap_key,
-                "SWITCHBOARD_LOG_FORMAT": "json",
-            }
-        )
-        self.proc: Optional[subprocess.Popen] = None
-        self.lines: List[str] = []
-        self._lines_lock = threading.Lock()
-        self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
-        self.api: Optional[str] = None
-        self.admin: Optional[str] = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "serve"],
-            env=self.env,
-            cwd=self.tmp,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            bufsize=1,
-        )
-        threading.Thread(target=self._drain, daemon=True).start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RuntimeError(
-                    f"no 'switchboard listening' log line within {STARTUP_TIMEOUT_S:.0f}s; "
-                    f"output so far:\n{self.output()}"
-                )
-            try:
-                line = self._queue.get(timeout=min(remaining, 0.5))
-            except queue.Empty:
-                continue
-            if line is None:  # EOF: the process exited (or closed stdout)
-                try:
-                    rc = self.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    rc = "still running, stdout closed"
-                raise RuntimeError(
-                    f"gateway exited before it was ready (status {rc}); output:\n{self.output()}"
-                )
-            addrs = self._parse_listening(line)
-            if addrs:
-                self.api, self.admin = addrs
-                return
-
-    @staticmethod
-    def _parse_listening(line: str):
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            return None
-        if not isinstance(obj, dict):
-            return None
-        fields = obj.get("fields")
-        if not isinstance(fields, dict):
-            return None
-        if fields.get("message") != "switchboard listening":
-            return None
-        api, admin = fields.get("api"), fields.get("admin")
-        if not isinstance(api, str) or not api:
-            raise RuntimeError(f"'switchboard listening' line without fields.api: {line!r}")
-        return api, admin if isinstance(admin, str) else None
-
-    def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.rstrip("\n")
-            with self._lines_lock:
-                self.lines.append(line)
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def output(self) -> str:
-        with self._lines_lock:
-            return "\n".join(self.lines)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    # -- helpers -----------------------------------------------------------------------------
-    def create_key(self, user: str, workspace: str, org: str, admin: bool = False) -> str:
-        cmd = [self.binary, "keys", "create", "--user", user, "--workspace", workspace, "--org", org]
-        if admin:
-            cmd.append("--admin")
-        res = subprocess.run(
-            cmd, env=self.env, cwd=self.tmp, capture_output=True, text=True, timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
-        if res.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(cmd)} exited {res.returncode}; stdout={res.stdout!r} stderr={res.stderr!r}"
-            )
-        lines = [l.strip() for l in res.stdout.splitlines() if l.strip()]
-        if not lines:
-            raise RuntimeError(f"{' '.join(cmd)} printed nothing; stderr={res.stderr!r}")
-        return lines[-1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.api}"
-
+from gateway import (  # shared with the other interop scripts (tests/interop/gateway.py)
+    REQUEST_TIMEOUT_S,
+    Gateway,
+    bearer,
+    check,
+    expect_raises,
+    expect_sdk_error,
+    httpx,
+    main_with_gateway,
+    raw_client,
+    sdk_client,
+)
 
 # --------------------------------------------------------------------------------------------
 # SDK / raw HTTP helpers
@@ -236,43 +62,11 @@ RECORDER = Recorder()
 
 
 def sdk(base_url: str, key: Optional[str]) -> Mistral:
-    client = httpx.Client(
-        trust_env=False,  # never go through a proxy: 127.0.0.1 only
-        follow_redirects=False,
-        timeout=REQUEST_TIMEOUT_S,
-        event_hooks={"request": [RECORDER.on_request], "response": [RECORDER.on_response]},
-    )
-    return Mistral(api_key=key, server_url=base_url, client=client, timeout_ms=int(REQUEST_TIMEOUT_S * 1000))
-
-
-def raw_client(base_url: str) -> "httpx.Client":
-    return httpx.Client(base_url=base_url, trust_env=False, timeout=REQUEST_TIMEOUT_S)
-
-
-def bearer(key: str) -> Dict[str, str]:
-    return {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    return sdk_client(base_url, key, {"request": [RECORDER.on_request], "response": [RECORDER.on_response]})
 
 
 def absent(value: Any) -> bool:
-    return value is None or value is UNSET
-
-
-def expect_raises(fn: Callable[[], Any], exc_type, status: int):
-    try:
-        result = fn()
-    except exc_type as exc:
-        assert exc.status_code == status, f"expected HTTP {status}, got {exc.status_code}: {exc}"
-        return exc
-    except errors.MistralError as exc:
-        raise AssertionError(
-            f"expected {exc_type.__name__} {status}, got {type(exc).__name__} "
-            f"{exc.status_code}: {exc}"
-        ) from exc
-    raise AssertionError(f"expected {exc_type.__name__} {status}, call succeeded with {result!r}")
-
-
-def expect_sdk_error(fn: Callable[[], Any], status: int) -> "errors.SDKError":
-    return expect_raises(fn, errors.SDKError, status)
+    return value is None or isinstance(value, Unset)  # pydantic copies the UNSET default
 
 
 def assert_known(c) -> None:
@@ -944,35 +738,7 @@ def run_checks(gw: Gateway) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin", default=os.environ.get("SWITCHBOARD_BIN"),
-                        help="path to the switchboard binary (default: $SWITCHBOARD_BIN)")
-    args = parser.parse_args()
-    if not args.bin:
-        parser.error("--bin (or SWITCHBOARD_BIN) is required")
-    binary = os.path.abspath(args.bin)
-
-    # never let a proxy setting send 127.0.0.1 traffic elsewhere
-    for var in ("NO_PROXY", "no_proxy"):
-        os.environ[var] = ",".join(filter(None, [os.environ.get(var), "127.0.0.1", "localhost"]))
-
-    gw = Gateway(binary)
-    try:
-        started = check("gateway starts and logs 'switchboard listening' (json)", gw.start)
-        if started:
-            try:
-                run_checks(gw)
-            except Exception as exc:  # noqa: BLE001 - a bug in the harness itself
-                RESULTS.append(False)
-                print(f"FAIL test harness aborted: {type(exc).__name__}: {_one_line(exc)}", flush=True)
-                traceback.print_exc(file=sys.stderr)
-    finally:
-        gw.stop()
-    if VERBOSE or (RESULTS and not all(RESULTS)):
-        out = gw.output()
-        tail = "\n".join(out.splitlines()[-60:])
-        print(f"--- gateway output (last 60 lines) ---\n{tail}\n--- end gateway output ---", file=sys.stderr)
-    summary_and_exit()
+    main_with_gateway(__doc__.splitlines()[0], run_checks)
 
 
 if __name__ == "__main__":

@@ -287,6 +287,13 @@ async fn notification_before_the_response_on_the_sse_stream_is_seen() {
     let (status, r) = call(&app, "inline", "echo", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["content"][0]["text"], "after the notification");
+    let (status, r) = call(&app, "inline", "rpc400", json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a JSON-RPC error in a 4xx answer is the upstream's answer: {r}"
+    );
+    assert_eq!(r["detail"], "Upstream MCP error -32602: bad args");
     tools(&app, "inline", "").await;
     assert_eq!(
         upstream.recorder.count("tools/list").await,

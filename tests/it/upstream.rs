@@ -404,6 +404,16 @@ async fn raw_message(axum::Json(msg): axum::Json<Value>) -> Response {
                 .into_response();
         }
         "tools/list" => json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}),
+        "tools/call" if msg["params"]["name"] == "rpc400" => {
+            // as 2026-07-28 servers do: the JSON-RPC error in a 4xx answer
+            let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": "bad args"}});
+            return (
+                StatusCode::BAD_REQUEST,
+                [("content-type", "application/json")],
+                body.to_string(),
+            )
+                .into_response();
+        }
         "tools/call" => json!({"content": [{"type": "text", "text": "after the notification"}]}),
         _ => {
             return (
