@@ -36,7 +36,7 @@ impl From<CredentialsError> for ApiError {
                 ApiError::field(vec!["body".into(), field.into()], "value_error", msg)
             }
             CredentialsError::Store(s) => s.into(),
-            CredentialsError::Vault(_) => ApiError::Internal(text),
+            CredentialsError::Vault(_) => ApiError::SecretUnreadable(text),
         }
     }
 }

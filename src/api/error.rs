@@ -98,6 +98,11 @@ pub enum ApiError {
     BadGateway(String),
     #[error("{0}")]
     GatewayTimeout(String),
+    /// A sealed secret did not open: fail closed, say so, log the cause.
+    #[error(
+        "A stored secret for this request cannot be opened (wrong vault key or tampered record); an operator must restore the key or re-create the credential"
+    )]
+    SecretUnreadable(String),
     /// Logged with its cause; the caller sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -122,7 +127,9 @@ impl ApiError {
             ApiError::UpstreamAuth(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::SecretUnreadable(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }
@@ -136,6 +143,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Invalid(field, msg) => {
                 ApiError::field(vec!["body".into(), field.into()], "value_error", msg)
             }
+            RegistryError::Vault(v) => ApiError::SecretUnreadable(v.to_string()),
             RegistryError::Store(crate::store::StoreError::Database(sqlx::Error::PoolTimedOut)) => {
                 ApiError::Unavailable("The store is unavailable; try again")
             }
@@ -198,6 +206,10 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = match &self {
             ApiError::Validation(errors) => json!({ "detail": errors }),
+            ApiError::SecretUnreadable(cause) => {
+                tracing::error!(error = %cause, "sealed secret cannot be opened");
+                json!({ "detail": self.to_string() })
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, "internal error");
                 json!({ "detail": "Internal server error" })

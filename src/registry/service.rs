@@ -262,17 +262,27 @@ impl Registry {
             Visibility::SharedOrg => Gate::CreatorAdmin,
             _ => Gate::Creator,
         };
-        self.modify(p, reference, gate, |c, _| {
-            if c.visibility != from && c.visibility != Visibility::Private {
-                return Err(RegistryError::Conflict(format!(
-                    "The connector is {}, not {}; unshare it from that level instead",
-                    c.visibility, from
-                )));
-            }
-            c.visibility = Visibility::Private;
-            Ok(())
-        })
-        .await
+        let c = self
+            .modify(p, reference, gate, |c, _| {
+                if c.visibility != from && c.visibility != Visibility::Private {
+                    return Err(RegistryError::Conflict(format!(
+                        "The connector is {}, not {}; unshare it from that level instead",
+                        c.visibility, from
+                    )));
+                }
+                c.visibility = Visibility::Private;
+                Ok(())
+            })
+            .await?;
+        // §5.11: the level's connections and other members' connections go; the creator's stay.
+        let removed = self
+            .store
+            .prune_credentials(&c.id, from.owner_type().as_str(), &c.creator_id)
+            .await?;
+        if removed > 0 {
+            tracing::info!(connector = %c.id, removed, "unshare removed credentials of other consumers");
+        }
+        Ok(c)
     }
 
     /// Activates (`active = true`) or deactivates the connector for the caller at `scope`.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod connectors;
+mod credentials;
 mod harness;
 mod rejections;
 mod restart;
