@@ -33,6 +33,21 @@ pub enum Command {
     /// Manage caller API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the vault keys.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Add a new primary key to the key file and re-seal every stored secret under it, while
+    /// gateways keep serving. With keys from SWITCHBOARD_VAULT_KEY, put the new key first in
+    /// that list on every replica, then run this to re-seal under it.
+    Rotate {
+        /// Only re-seal under the current primary key; do not generate a new one.
+        #[arg(long)]
+        no_new_key: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,4 +113,36 @@ pub async fn create_key(
     let key = keys.create(&principal).await.context("storing the key")?;
     store.close().await;
     Ok(key.expose_secret().to_owned())
+}
+
+/// `vault rotate`: the report, and whether every record is now under the primary key.
+pub async fn rotate(
+    config: &Config,
+    new_key: bool,
+) -> anyhow::Result<crate::vault::RotationReport> {
+    use crate::vault::{KeySource, load_or_create, prepend_new_key, reseal_all};
+    let (_, source) = load_or_create(config.vault.key.as_ref(), &config.vault.key_file)
+        .context("loading the vault keys")?;
+    match (&source, new_key) {
+        (KeySource::File(path) | KeySource::Generated(path), true) => {
+            let id = prepend_new_key(path).context("adding a key to the key file")?;
+            eprintln!(
+                "added key {id} to {} as the new primary key",
+                path.display()
+            );
+        }
+        (KeySource::Configured, true) => eprintln!(
+            "the vault keys come from the configuration: re-sealing under its first key \
+             (to add a key, put it first in SWITCHBOARD_VAULT_KEY on every replica)"
+        ),
+        (_, false) => {}
+    }
+    let (vault, _) = load_or_create(config.vault.key.as_ref(), &config.vault.key_file)
+        .context("reloading the vault keys")?;
+    let store = SqlStore::connect(&config.store)
+        .await
+        .context("opening the store")?;
+    let report = reseal_all(&store, &vault).await.context("re-sealing")?;
+    store.close().await;
+    Ok(report)
 }

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use secrecy::ExposeSecret;
-use switchboard::cli::{self, Cli, Command, KeysCommand};
+use switchboard::cli::{self, Cli, Command, KeysCommand, VaultCommand};
 use switchboard::{App, Config};
 
 #[tokio::main]
@@ -43,6 +43,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             println!("{key}");
             Ok(())
+        }
+        Command::Vault(VaultCommand::Rotate { no_new_key }) => {
+            let report = cli::rotate(&config, !no_new_key).await?;
+            println!("{report}");
+            if report.unreadable.is_empty() {
+                println!(
+                    "every stored secret is under key {}; older keys can be removed once every replica runs with it",
+                    report.primary
+                );
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} record(s) could not be opened and were left as they are",
+                    report.unreadable.len()
+                )
+            }
         }
         Command::Serve => {
             switchboard::telemetry::init(&config.log);

@@ -327,12 +327,12 @@ impl Registry {
     pub async fn unreadable_secrets(&self) -> Result<Vec<(String, String)>, RegistryError> {
         let mut bad = Vec::new();
         for rec in self.store.sealed_records().await? {
-            let owner = match rec.kind {
-                "connector" => crate::vault::RecordIdentity::connector_secrets(&rec.id),
-                other => {
-                    bad.push((format!("{other} {}", rec.id), "unknown record kind".into()));
-                    continue;
-                }
+            let Some(owner) = crate::vault::RecordIdentity::for_record(rec.kind, &rec.id) else {
+                bad.push((
+                    format!("{} {}", rec.kind, rec.id),
+                    "unknown record kind".into(),
+                ));
+                continue;
             };
             if let Err(e) = self.vault.open(&rec.blob, &owner) {
                 bad.push((format!("{} {}", rec.kind, rec.id), e.to_string()));

@@ -42,7 +42,8 @@ pub fn load_or_create(
             write_private_file(key_file, encoded.as_bytes()).map_err(|e| {
                 VaultError::Key(format!("cannot write key file {}: {e}", key_file.display()))
             })?;
-            let vault = Vault::new(vec![SealingKey::new(None, &key)])?;
+            let vault =
+                Vault::new(vec![SealingKey::new(None, &key)])?.following(key_file.to_owned());
             Ok((vault, KeySource::Generated(key_file.to_owned())))
         }
         Err(e) => Err(VaultError::Key(format!(
@@ -52,10 +53,14 @@ pub fn load_or_create(
     }
 }
 
-/// Parses `[kid:]base64key[,…]`.
+/// Parses `[kid:]base64key[,…]` (commas or newlines between entries).
 pub fn parse_key_list(list: &str) -> Result<Vault, VaultError> {
+    Vault::new(parse_keys(list)?)
+}
+
+pub(super) fn parse_keys(list: &str) -> Result<Vec<SealingKey>, VaultError> {
     let mut keys = Vec::new();
-    for (i, entry) in list.split(',').map(str::trim).enumerate() {
+    for (i, entry) in list.split([',', '\n']).map(str::trim).enumerate() {
         if entry.is_empty() {
             continue;
         }
@@ -82,7 +87,37 @@ pub fn parse_key_list(list: &str) -> Result<Vault, VaultError> {
         })?;
         keys.push(SealingKey::new(kid, raw));
     }
-    Vault::new(keys)
+    Ok(keys)
+}
+
+/// Adds a freshly generated key as the new primary at the top of `key_file` (written to a
+/// temporary file, then renamed over it, mode 0600). Returns the new key id.
+pub fn prepend_new_key(key_file: &Path) -> Result<String, VaultError> {
+    let current = Zeroizing::new(std::fs::read_to_string(key_file).map_err(|e| {
+        VaultError::Key(format!("cannot read key file {}: {e}", key_file.display()))
+    })?);
+    let existing = parse_keys(&current)?;
+    let key = crypto::generate_key();
+    let fresh = SealingKey::new(None, &key);
+    let id = fresh.id().to_owned();
+    if existing.iter().any(|k| k.id() == id) {
+        return Err(VaultError::Key(
+            "generated a key id that already exists; try again".into(),
+        ));
+    }
+    let contents = Zeroizing::new(format!(
+        "{id}:{}\n{}\n",
+        STANDARD.encode(key.as_ref()),
+        current.trim()
+    ));
+    let tmp = key_file.with_extension("key.new");
+    let _ = std::fs::remove_file(&tmp);
+    write_private_file(&tmp, contents.trim_end().as_bytes())
+        .and_then(|()| std::fs::rename(&tmp, key_file))
+        .map_err(|e| {
+            VaultError::Key(format!("cannot write key file {}: {e}", key_file.display()))
+        })?;
+    Ok(id)
 }
 
 fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {

@@ -4,15 +4,23 @@
 
 pub mod crypto;
 mod keys;
+mod rotation;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 pub use crypto::CryptoError;
-pub use keys::{KeySource, load_or_create};
+pub use keys::{KeySource, load_or_create, prepend_new_key};
+pub use rotation::{RotationReport, reseal_all};
 
 /// Errors of the vault.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +44,15 @@ impl RecordIdentity {
         Self(format!("switchboard/connector/{id}/secrets"))
     }
 
+    /// The owner of a sealed record as the store names it (`connector`, `credential`).
+    pub fn for_record(kind: &str, id: &str) -> Option<Self> {
+        match kind {
+            "connector" => Some(Self::connector_secrets(id)),
+            "credential" => Some(Self::credential_secrets(id)),
+            _ => None,
+        }
+    }
+
     /// The secrets of credential `id`.
     pub fn credential_secrets(id: &str) -> Self {
         Self(format!("switchboard/credential/{id}/secrets"))
@@ -52,26 +69,69 @@ impl std::fmt::Display for RecordIdentity {
     }
 }
 
-/// A key ring: seals with the primary key, opens with whichever key a blob names.
-pub struct Vault {
+/// The keys: the primary seals, every key opens its own blobs.
+struct Ring {
     primary: String,
     keys: HashMap<String, crypto::SealingKey>,
 }
 
+/// How often, at most, a vault loaded from a key file looks at the file again.
+const RELOAD_CHECK: Duration = Duration::from_secs(2);
+
+/// A key ring: seals with the primary key, opens with whichever key a blob names. A ring
+/// loaded from a key file follows the file: when `switchboard vault rotate` adds a key, a
+/// running gateway picks it up (on the next seal after the check interval, or at once when it
+/// meets a blob under a key id it does not know).
+pub struct Vault {
+    ring: ArcSwap<Ring>,
+    key_file: Option<PathBuf>,
+    /// Millis since `started` of the last look at the key file.
+    last_check: AtomicU64,
+    file_mtime: AtomicU64,
+    started: Instant,
+}
+
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut ids: Vec<&String> = self.keys.keys().collect();
+        let ring = self.ring.load();
+        let mut ids: Vec<&String> = ring.keys.keys().collect();
         ids.sort();
         f.debug_struct("Vault")
-            .field("primary", &self.primary)
+            .field("primary", &ring.primary)
             .field("key_ids", &ids)
             .finish()
     }
 }
 
+fn mtime_of(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 impl Vault {
     /// Builds a ring whose first key is the primary. Fails on an empty list or duplicate ids.
     pub fn new(keys: Vec<crypto::SealingKey>) -> Result<Self, VaultError> {
+        Ok(Self {
+            ring: ArcSwap::from_pointee(Self::ring(keys)?),
+            key_file: None,
+            last_check: AtomicU64::new(0),
+            file_mtime: AtomicU64::new(0),
+            started: Instant::now(),
+        })
+    }
+
+    /// Makes the ring follow `key_file` (see the type's documentation).
+    pub fn following(mut self, key_file: PathBuf) -> Self {
+        self.file_mtime
+            .store(mtime_of(&key_file), Ordering::Relaxed);
+        self.key_file = Some(key_file);
+        self
+    }
+
+    fn ring(keys: Vec<crypto::SealingKey>) -> Result<Ring, VaultError> {
         let primary = keys
             .first()
             .map(|k| k.id().to_owned())
@@ -83,16 +143,67 @@ impl Vault {
                 return Err(VaultError::Key(format!("key id `{id}` given twice")));
             }
         }
-        Ok(Self { primary, keys: map })
+        Ok(Ring { primary, keys: map })
     }
 
     /// The id of the key that seals new blobs.
-    pub fn primary_key_id(&self) -> &str {
-        &self.primary
+    pub fn primary_key_id(&self) -> String {
+        self.maybe_reload(false);
+        self.ring.load().primary.clone()
+    }
+
+    /// Every loaded key id.
+    pub fn key_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.ring.load().keys.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Re-reads the key file when it changed (or `force`), at most every [`RELOAD_CHECK`]
+    /// unless forced. A file that no longer parses leaves the ring as it is.
+    fn maybe_reload(&self, force: bool) {
+        let Some(path) = &self.key_file else { return };
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_check.load(Ordering::Relaxed);
+        let interval = u64::try_from(RELOAD_CHECK.as_millis()).unwrap_or(u64::MAX);
+        if !force && now.saturating_sub(last) < interval {
+            return;
+        }
+        self.last_check.store(now, Ordering::Relaxed);
+        let mtime = mtime_of(path);
+        if !force && mtime == self.file_mtime.load(Ordering::Relaxed) {
+            return;
+        }
+        match std::fs::read_to_string(path).map(Zeroizing::new) {
+            Ok(text) => match keys::parse_keys(&text) {
+                Ok(keys) => match Self::ring(keys) {
+                    Ok(ring) => {
+                        self.file_mtime.store(mtime, Ordering::Relaxed);
+                        if ring.primary != self.ring.load().primary
+                            || ring.keys.len() != self.ring.load().keys.len()
+                        {
+                            tracing::info!(primary = %ring.primary, keys = ring.keys.len(), "vault key file changed: key ring reloaded");
+                        }
+                        self.ring.store(Arc::new(ring));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "vault key file changed but is invalid; keeping the loaded keys")
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "vault key file changed but is invalid; keeping the loaded keys")
+                }
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "vault key file unreadable; keeping the loaded keys")
+            }
+        }
     }
 
     pub fn seal(&self, plaintext: &[u8], owner: &RecordIdentity) -> Vec<u8> {
-        self.keys[&self.primary].seal(plaintext, owner.as_bytes())
+        self.maybe_reload(false);
+        let ring = self.ring.load();
+        ring.keys[&ring.primary].seal(plaintext, owner.as_bytes())
     }
 
     pub fn open(
@@ -101,11 +212,20 @@ impl Vault {
         owner: &RecordIdentity,
     ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let kid = crypto::blob_key_id(blob)?;
-        let key = self
+        if !self.ring.load().keys.contains_key(kid) {
+            self.maybe_reload(true);
+        }
+        let ring = self.ring.load();
+        let key = ring
             .keys
             .get(kid)
             .ok_or_else(|| CryptoError::UnknownKey(kid.to_owned()))?;
         Ok(key.open(blob, owner.as_bytes())?)
+    }
+
+    /// Whether a blob is sealed under the primary key.
+    pub fn is_current(&self, blob: &[u8]) -> bool {
+        crypto::blob_key_id(blob).is_ok_and(|k| k == self.ring.load().primary)
     }
 
     pub fn seal_json<T: Serialize>(&self, value: &T, owner: &RecordIdentity) -> Vec<u8> {

@@ -18,7 +18,9 @@ found). Everything else is served by the SDK untouched.
 
 Tools: echo(text) -> text; add(a, b) -> structured {"sum": a + b} (with outputSchema);
 fail() -> raises ToolError (a tool-level error, isError true); rpc_error(code) -> a JSON-RPC
-error response with that code; sleep(seconds) -> answers after `seconds`.
+error response with that code; sleep(seconds) -> answers after `seconds`; whoami() -> a JSON text
+{"authorization": <Authorization header or null>, "x_team": <X-Team header or null>} with the
+HTTP headers of the request that carried the call (to check credential injection upstream).
 
 With --log FILE, one JSON line per HTTP request is appended to FILE:
 {"method", "path", "protocol_version", "session", "mcp_method_header", "rpc_method", "user_agent",
@@ -37,6 +39,7 @@ from typing import Any, Dict, List, Optional
 import anyio
 import uvicorn
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -74,6 +77,13 @@ def build_server() -> MCPServer:
     async def sleep(seconds: float) -> str:
         await anyio.sleep(seconds)
         return f"slept {seconds}s"
+
+    @server.tool(description="Report the Authorization and X-Team headers this call arrived with (JSON text).",
+                 structured_output=False)
+    def whoami(ctx: Context) -> str:
+        headers = {k.lower(): v for k, v in (ctx.headers or {}).items()}
+        return json.dumps({"authorization": headers.get("authorization"), "x_team": headers.get("x-team")},
+                          sort_keys=True)
 
     return server
 

@@ -9,8 +9,8 @@
 # tests/interop/node_modules (git-ignored; `npm ci` from the committed package-lock.json).
 # Both are reused on later runs while the pinned versions / the lock file are unchanged.
 #
-# Runs test_connectors_sdk.py and test_tools_sdk.py, then prints one combined final line
-# `N passed, N failed`. Exit status is non-zero if either script failed.
+# Runs test_connectors_sdk.py, test_tools_sdk.py and test_credentials_sdk.py, then prints one
+# combined final line `N passed, N failed`. Exit status is non-zero if any script failed.
 # Set INTEROP_VERBOSE=1 for tracebacks, the gateway log and the upstreams' output.
 set -euo pipefail
 
@@ -78,7 +78,7 @@ trap 'rm -f "$out"' EXIT
 total_passed=0
 total_failed=0
 status=0
-for script in test_connectors_sdk.py test_tools_sdk.py; do
+for script in test_connectors_sdk.py test_tools_sdk.py test_credentials_sdk.py; do
     echo "== $script =="
     set +e
     "$py" "$here/$script" --bin "$bin" | tee "$out"

@@ -631,7 +631,7 @@ def run_checks(gw: Gateway) -> None:
     admin = sdk(gw.base_url, gw.bootstrap_key)
     logdir = gw.tmp  # removed with the gateway's temp dir
     echo_text = "héllo ✓ interop <&> \"quoted\""
-    py_names = ["echo", "add", "fail", "rpc_error", "sleep"]
+    py_names = ["echo", "add", "fail", "rpc_error", "sleep", "whoami"]
 
     def py_spec(mode: str, connector: str, kind: str, path: str, era, era_label: str, **kw) -> Spec:
         log = os.path.join(logdir, f"py-{mode}.jsonl")

@@ -7,6 +7,7 @@ mod credentials;
 mod harness;
 mod rejections;
 mod restart;
+mod rotation;
 mod sharing;
 mod store;
 mod tools;
