@@ -10,7 +10,6 @@ mod harness;
 mod upstream;
 
 use std::io::Write;
-use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
