@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use zeroize::Zeroize;
 
 use super::RegistryError;
 use super::types::{ConnectorName, ConsumerType, Protocol, Visibility};
@@ -41,7 +42,8 @@ pub struct AuthMethod {
 }
 
 /// The secret parts of one auth method (same index as in [`ConnectorDocument::auth_methods`]).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `Debug` shows no value; values are zeroized on drop.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AuthMethodSecrets {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
@@ -77,8 +79,9 @@ pub struct ConnectorDocument {
     pub private_tool_execution: bool,
 }
 
-/// The secret part of a connector, sealed as one blob.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// The secret part of a connector, sealed as one blob. `Debug` shows header names only;
+/// values are zeroized on drop.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ConnectorSecrets {
     /// Connector `headers` (values may be any JSON; sent upstream as given).
     #[serde(default)]
@@ -88,6 +91,60 @@ pub struct ConnectorSecrets {
     pub global_headers: BTreeMap<String, String>,
     #[serde(default)]
     pub auth_methods: Vec<AuthMethodSecrets>,
+}
+
+fn zeroize_json(v: &mut Value) {
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(zeroize_json),
+        Value::Object(m) => m.values_mut().for_each(zeroize_json),
+        _ => {}
+    }
+}
+
+impl Drop for AuthMethodSecrets {
+    fn drop(&mut self) {
+        self.client_secret.zeroize();
+        if let Some(v) = &mut self.oauth2_metadata_secrets {
+            zeroize_json(v);
+        }
+        self.global_headers.values_mut().for_each(Zeroize::zeroize);
+    }
+}
+
+impl Drop for ConnectorSecrets {
+    fn drop(&mut self) {
+        self.headers.values_mut().for_each(zeroize_json);
+        self.global_headers.values_mut().for_each(Zeroize::zeroize);
+    }
+}
+
+impl std::fmt::Debug for AuthMethodSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthMethodSecrets")
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field(
+                "global_header_names",
+                &self.global_headers.keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ConnectorSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorSecrets")
+            .field("header_names", &self.headers.keys().collect::<Vec<_>>())
+            .field(
+                "global_header_names",
+                &self.global_headers.keys().collect::<Vec<_>>(),
+            )
+            .field("auth_methods", &self.auth_methods)
+            .finish()
+    }
 }
 
 impl ConnectorSecrets {
@@ -201,5 +258,24 @@ impl Connector {
             modified_at: row.modified_at,
             id: row.id,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secret_values() {
+        let mut s = ConnectorSecrets::default();
+        s.headers
+            .insert("X-Key".into(), Value::String("hunter2".into()));
+        s.global_headers.insert("X-G".into(), "hunter3".into());
+        let mut m = AuthMethodSecrets::default();
+        m.client_secret = Some("hunter4".into());
+        s.auth_methods.push(m);
+        let text = format!("{s:?}");
+        assert!(text.contains("X-Key") && text.contains("X-G"));
+        assert!(!text.contains("hunter"), "{text}");
     }
 }

@@ -462,3 +462,33 @@ async fn tools_endpoints_refuse_what_they_cannot_serve() {
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn idle_sessions_expire_and_are_reopened() {
+    let upstream = Upstream::spawn(Mode::Sessions).await;
+    let env = Env::new(Backend::Sqlite).unwrap();
+    let app = TestApp::start_with(env, &[("SWITCHBOARD_UPSTREAM_SESSION_IDLE_SECONDS", "1")]).await;
+    mcp_connector(&app, "idle", &upstream.url).await;
+    assert_eq!(
+        call(&app, "idle", "echo", json!({"text": "a"})).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(upstream.recorder.count("initialize").await, 1);
+    // Wait out the idle time (bounded), then a call needs a new session.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        assert_eq!(
+            call(&app, "idle", "echo", json!({"text": "b"})).await.0,
+            StatusCode::OK
+        );
+        if upstream.recorder.count("initialize").await >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle session was never replaced"
+        );
+    }
+    app.finish().await;
+}
