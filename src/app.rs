@@ -118,7 +118,15 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let credentials = Credentials::new(store.clone(), vault.clone(), registry.clone());
         let tools = tools_service(&config, registry.clone(), credentials.clone())?;
+        let gateway = crate::gateway::Gateway::new(
+            config.upstream.connect_timeout,
+            config.upstream.call_timeout,
+            config.gateway_keepalive,
+            config.max_body_bytes,
+        )
+        .map_err(BuildError::HttpClient)?;
         let state = AppState {
+            gateway,
             config: config.clone(),
             registry,
             keys,

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod gateway;
 pub mod identity;
 pub mod mcp;
 pub mod registry;

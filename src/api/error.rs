@@ -159,7 +159,7 @@ impl From<crate::tools::ToolsError> for ApiError {
         let text = e.to_string();
         match e {
             ToolsError::Registry(r) => r.into(),
-            ToolsError::NotMcp => ApiError::BadRequest(text),
+            ToolsError::NotMcp | ToolsError::NotHttp => ApiError::BadRequest(text),
             ToolsError::Deactivated(_) => ApiError::Forbidden(text),
             ToolsError::CredentialsNotFound(_) => ApiError::NotFound(text),
             ToolsError::CredentialsRequired => ApiError::UpstreamAuth(text),

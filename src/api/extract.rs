@@ -21,27 +21,44 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "Missing Authorization header (expected `Bearer <API key>`)",
-            ))?;
-        let value = header
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("Malformed Authorization header"))?;
-        let key = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or(ApiError::Unauthorized(
-                "Authorization header must be `Bearer <API key>`",
-            ))?;
-        match state.keys.authenticate(key).await? {
-            Some(p) => Ok(Caller(p)),
-            None => Err(ApiError::Unauthorized("Invalid API key")),
+        match authenticate(&parts.headers, state).await {
+            Ok(p) => Ok(Caller(p)),
+            Err(AuthFailure::Denied(why)) => Err(ApiError::Unauthorized(why)),
+            Err(AuthFailure::Store(e)) => Err(e.into()),
         }
+    }
+}
+
+/// Why a caller is not authenticated.
+#[derive(Debug)]
+pub enum AuthFailure {
+    Denied(&'static str),
+    Store(crate::store::StoreError),
+}
+
+/// The principal behind `Authorization: Bearer <API key>`.
+pub async fn authenticate(
+    headers: &axum::http::HeaderMap,
+    state: &AppState,
+) -> Result<Principal, AuthFailure> {
+    let header = headers.get(AUTHORIZATION).ok_or(AuthFailure::Denied(
+        "Missing Authorization header (expected `Bearer <API key>`)",
+    ))?;
+    let value = header
+        .to_str()
+        .map_err(|_| AuthFailure::Denied("Malformed Authorization header"))?;
+    let key = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(AuthFailure::Denied(
+            "Authorization header must be `Bearer <API key>`",
+        ))?;
+    match state.keys.authenticate(key).await {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(AuthFailure::Denied("Invalid API key")),
+        Err(e) => Err(AuthFailure::Store(e)),
     }
 }
 

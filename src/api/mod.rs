@@ -5,7 +5,7 @@ mod connectors;
 mod credentials;
 mod dto;
 pub mod error;
-mod extract;
+pub mod extract;
 mod fields;
 mod tools;
 pub mod view;
@@ -31,6 +31,7 @@ pub struct AppState {
     pub keys: ApiKeys,
     pub tools: ToolsService,
     pub credentials: Credentials,
+    pub gateway: crate::gateway::Gateway,
 }
 
 /// The API router.
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connectors/{ref}/tools/{*rest}", post(tools::call));
     Router::new()
         .nest("/v1", v1)
+        .merge(crate::gateway::router())
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(TraceLayer::new_for_http())

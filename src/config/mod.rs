@@ -44,6 +44,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub upstream: UpstreamConfig,
     pub tools_cache: ToolsCacheConfig,
+    /// Idle time after which a relayed SSE stream gets a keep-alive comment.
+    pub gateway_keepalive: Duration,
     /// Non-fatal findings (e.g. an unknown `SWITCHBOARD_*` variable), reported at start-up.
     pub warnings: Vec<String>,
 }
@@ -230,6 +232,12 @@ impl Config {
                     10_000_000,
                 )?,
             },
+            gateway_keepalive: Duration::from_secs(ranged(
+                "gateway.keepalive_seconds",
+                raw.gateway.keepalive_seconds,
+                1,
+                3600,
+            )?),
             tools_cache: ToolsCacheConfig {
                 ttl: Duration::from_secs(ranged(
                     "tools_cache.ttl_seconds",

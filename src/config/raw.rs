@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub shutdown: RawShutdown,
     pub upstream: RawUpstream,
     pub tools_cache: RawToolsCache,
+    pub gateway: RawGateway,
 }
 
 impl Default for RawConfig {
@@ -35,6 +36,7 @@ impl Default for RawConfig {
             shutdown: RawShutdown::default(),
             upstream: RawUpstream::default(),
             tools_cache: RawToolsCache::default(),
+            gateway: RawGateway::default(),
         }
     }
 }
@@ -192,6 +194,21 @@ impl Default for RawToolsCache {
             ttl_seconds: 300,
             max_stale_seconds: 3_600,
             max_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawGateway {
+    /// An SSE comment is sent on a relayed stream idle this long.
+    pub keepalive_seconds: i64,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        Self {
+            keepalive_seconds: 15,
         }
     }
 }

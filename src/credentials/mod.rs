@@ -11,4 +11,4 @@ pub use model::{
     SelectedCredential,
 };
 pub use rules::RuleError;
-pub use service::{CredentialFilter, Credentials, CredentialsError};
+pub use service::{Choice, CredentialFilter, Credentials, CredentialsError};

@@ -30,6 +30,15 @@ pub enum CredentialsError {
     Busy,
 }
 
+/// Which credential a request asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Choice<'a> {
+    Named(&'a str),
+    Default,
+    /// A specific credential (a session continues with the credential it started with).
+    Id(&'a str),
+}
+
 /// Listing filters.
 #[derive(Debug, Default, Clone)]
 pub struct CredentialFilter {
@@ -169,13 +178,30 @@ impl Credentials {
     }
 
     /// The credential a request uses: the named one (user, then workspace, then organization
-    /// scope), or the default one in that order. `Ok(None)` when there is none at all.
+    /// scope), the default one in that order, or (for a continuing session) the one with an id,
+    /// if the caller may still use it. `Ok(None)` when there is none.
     pub async fn select(
         &self,
         p: &Principal,
         c: &Connector,
-        name: Option<&str>,
+        choice: Choice<'_>,
     ) -> Result<Option<SelectedCredential>, CredentialsError> {
+        let name = match choice {
+            Choice::Named(n) => Some(n),
+            Choice::Default => None,
+            Choice::Id(id) => {
+                let mine = self.mine(p, c).await?;
+                let Some(cr) = mine.iter().find(|cr| cr.id == id) else {
+                    return Ok(None);
+                };
+                return Ok(Some(SelectedCredential {
+                    id: cr.id.clone(),
+                    version: cr.modified_at.clone(),
+                    authentication_type: cr.authentication_type.clone(),
+                    secrets: CredentialSecrets::open(&self.vault, &cr.id, &cr.sealed)?,
+                }));
+            }
+        };
         let mine = self.mine(p, c).await?;
         let method_rank = |m: &str| {
             c.doc

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::cache::{CacheOutcome, ToolsCache, ToolsKey, ToolsList};
-use crate::credentials::{Credentials, CredentialsError};
+use crate::credentials::{Choice, Credentials, CredentialsError};
 use crate::identity::Principal;
 use crate::mcp::{McpError, PoolKey, RpcError, SessionPool, Target};
 use crate::registry::{Connector, ConsumerType, Registry, RegistryError};
@@ -23,6 +23,8 @@ pub enum ToolsError {
     Registry(#[from] RegistryError),
     #[error("The connector does not support MCP")]
     NotMcp,
+    #[error("The connector does not support HTTP")]
+    NotHttp,
     #[error("The connector is deactivated for your {}", .0.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "))]
     Deactivated(Vec<ConsumerType>),
     #[error("Credentials '{0}' not found for this connector")]
@@ -55,6 +57,29 @@ pub struct ToolsService {
     credentials: Credentials,
     pool: SessionPool,
     cache: ToolsCache,
+}
+
+/// What a use of a connector needs from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Mcp,
+    Http,
+}
+
+/// A connector ready to be reached: the upstream target with credentials injected, and which
+/// credential it carries (`<id>@<version>`, or `connector` for the connector's own headers).
+#[derive(Debug)]
+pub struct Resolved {
+    pub connector: Connector,
+    pub target: Target,
+    pub credential: String,
+}
+
+impl Resolved {
+    /// The id of the stored credential used, if any.
+    pub fn credential_id(&self) -> Option<&str> {
+        self.credential.split_once('@').map(|(id, _)| id)
+    }
 }
 
 /// The pool key, the cache key and the target of one use of a connector.
@@ -163,21 +188,59 @@ impl ToolsService {
         reference: &str,
         credentials_name: Option<&str>,
     ) -> Result<(Connector, Use), ToolsError> {
+        let choice = credentials_name.map_or(Choice::Default, Choice::Named);
+        let r = self
+            .resolve_upstream(p, reference, choice, Need::Mcp)
+            .await?;
+        let pool_key = PoolKey {
+            connector_id: r.connector.id.clone(),
+            connector_version: r.connector.modified_at.clone(),
+            credential: r.credential.clone(),
+        };
+        Ok((
+            r.connector,
+            Use {
+                pool_key,
+                target: r.target,
+            },
+        ))
+    }
+
+    /// Resolves a connector for a use (`need`), selects the credential and builds the upstream
+    /// target with everything injected.
+    pub async fn resolve_upstream(
+        &self,
+        p: &Principal,
+        reference: &str,
+        choice: Choice<'_>,
+        need: Need,
+    ) -> Result<Resolved, ToolsError> {
         let c = self.registry.resolve(p, reference).await?;
-        if !c.supports_mcp {
-            return Err(ToolsError::NotMcp);
+        match need {
+            Need::Mcp if !c.supports_mcp => return Err(ToolsError::NotMcp),
+            Need::Http if c.protocol != crate::registry::Protocol::Http => {
+                return Err(ToolsError::NotHttp);
+            }
+            _ => {}
         }
         let blocked = self.registry.blocked_by(p, &c).await?;
         if !blocked.is_empty() {
             return Err(ToolsError::Deactivated(blocked));
         }
-        let selected = self.credentials.select(p, &c, credentials_name).await?;
-        let (credential, credential_secrets) = match (selected, credentials_name) {
-            (None, Some(name)) => return Err(ToolsError::CredentialsNotFound(name.to_owned())),
-            (None, None) if c.requires_credentials() => {
+        let selected = self.credentials.select(p, &c, choice).await?;
+        let (credential, credential_secrets) = match (selected, choice) {
+            (None, Choice::Named(name)) => {
+                return Err(ToolsError::CredentialsNotFound(name.to_owned()));
+            }
+            (None, Choice::Id(_)) => {
+                return Err(ToolsError::CredentialsNotFound(
+                    "of this session".to_owned(),
+                ));
+            }
+            (None, Choice::Default) if c.requires_credentials() => {
                 return Err(ToolsError::CredentialsRequired);
             }
-            (None, None) => (CONNECTOR_CREDENTIAL.to_owned(), None),
+            (None, Choice::Default) => (CONNECTOR_CREDENTIAL.to_owned(), None),
             (Some(sel), _) if sel.authentication_type == "oauth2" => {
                 return Err(ToolsError::CredentialsUnusable(
                     "OAuth2 credentials cannot be used until the OAuth token exchange is available",
@@ -188,12 +251,11 @@ impl ToolsService {
         let secrets = c.open_secrets(self.registry.vault())?;
         let target = upstream_target(&c, &secrets, credential_secrets.as_ref())
             .map_err(ToolsError::BadTarget)?;
-        let pool_key = PoolKey {
-            connector_id: c.id.clone(),
-            connector_version: c.modified_at.clone(),
+        Ok(Resolved {
+            connector: c,
+            target,
             credential,
-        };
-        Ok((c, Use { pool_key, target }))
+        })
     }
 
     /// `tools/list`, following `nextCursor` to the end.

@@ -53,6 +53,11 @@ impl RecordIdentity {
         }
     }
 
+    /// Sealed MCP session ids (not stored; bound to their purpose).
+    pub fn mcp_session() -> Self {
+        Self("switchboard/mcp-session".into())
+    }
+
     /// The secrets of credential `id`.
     pub fn credential_secrets(id: &str) -> Self {
         Self(format!("switchboard/credential/{id}/secrets"))

@@ -4,6 +4,7 @@
 mod cli;
 mod connectors;
 mod credentials;
+mod gateway;
 mod harness;
 mod rejections;
 mod restart;

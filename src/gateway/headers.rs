@@ -1,0 +1,124 @@
+//! Which headers cross the gateway. Hop-by-hop headers never do; the caller's gateway
+//! credentials (`Authorization`, `x-credentials-name`) never go upstream; an upstream's
+//! `Proxy-Status` never comes back (it could impersonate the gateway).
+
+use axum::http::{HeaderMap, HeaderName};
+
+/// RFC 9110 §7.6.1 hop-by-hop headers, plus `host` (set by the client library).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Headers of the caller that belong to the gateway, not the upstream.
+const GATEWAY_ONLY: &[&str] = &[
+    "authorization",
+    "x-credentials-name",
+    "proxy-status",
+    "cookie2",
+];
+
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn copy_except(from: &HeaderMap, drop: &[&str], extra_drop: &[String]) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(from.len());
+    for (name, value) in from {
+        let n = name.as_str();
+        if drop.contains(&n) || HOP_BY_HOP.contains(&n) || extra_drop.iter().any(|t| t == n) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// The caller's headers to send upstream (injected credentials are added by the caller of this).
+pub fn request_headers(caller: &HeaderMap, also_drop: &[&str]) -> HeaderMap {
+    let mut drop: Vec<&str> = GATEWAY_ONLY.to_vec();
+    drop.extend_from_slice(also_drop);
+    copy_except(caller, &drop, &connection_tokens(caller))
+}
+
+/// The upstream's headers to return, in order, repeated ones kept separate.
+pub fn response_headers(upstream: &HeaderMap, also_drop: &[&str]) -> HeaderMap {
+    let mut drop = vec!["proxy-status"];
+    drop.extend_from_slice(also_drop);
+    copy_except(upstream, &drop, &connection_tokens(upstream))
+}
+
+/// Adds `injected` over `headers` (injected values win).
+pub fn inject(headers: &mut HeaderMap, injected: &HeaderMap) {
+    let names: Vec<HeaderName> = injected.keys().cloned().collect();
+    for name in names {
+        headers.remove(&name);
+        for v in injected.get_all(&name) {
+            headers.append(name.clone(), v.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn filters_both_ways() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer gateway-key"),
+        );
+        h.insert("x-credentials-name", HeaderValue::from_static("mine"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("mcp-method", HeaderValue::from_static("tools/call"));
+        h.append("x-multi", HeaderValue::from_static("a"));
+        h.append("x-multi", HeaderValue::from_static("b"));
+        let up = request_headers(&h, &[]);
+        assert!(up.get("authorization").is_none() && up.get("x-credentials-name").is_none());
+        assert!(up.get("x-secret-hop").is_none() && up.get("connection").is_none());
+        assert_eq!(up["mcp-method"], "tools/call");
+        assert_eq!(up.get_all("x-multi").iter().count(), 2);
+
+        let mut r = HeaderMap::new();
+        r.append("set-cookie", HeaderValue::from_static("a=1"));
+        r.append("set-cookie", HeaderValue::from_static("b=2"));
+        r.insert(
+            "proxy-status",
+            HeaderValue::from_static("connectors-gateway; error=x"),
+        );
+        r.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        let down = response_headers(&r, &[]);
+        let cookies: Vec<_> = down.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert!(down.get("proxy-status").is_none() && down.get("transfer-encoding").is_none());
+
+        let mut base = HeaderMap::new();
+        base.insert("authorization", HeaderValue::from_static("from caller"));
+        let mut inj = HeaderMap::new();
+        inj.insert("authorization", HeaderValue::from_static("Bearer stored"));
+        inject(&mut base, &inj);
+        assert_eq!(base["authorization"], "Bearer stored");
+    }
+}

@@ -1,0 +1,135 @@
+//! `/v1/connectors-gateway/{ref}/http[/<path>][?query]`: any method, forwarded to the
+//! connector's `server` with the rest of the path and the query byte for byte; bodies streamed
+//! both ways; the upstream's status, headers (repeated ones kept) and body returned unchanged;
+//! redirects returned, not followed.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+
+use super::headers::{inject, request_headers, response_headers};
+use super::{GatewayError, caller, credential_choice, split_path};
+use crate::api::AppState;
+use crate::tools::Need;
+
+pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    match relay(&state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The raw rest of the path after `/http`, with dot segments (also `%2e`) refused.
+fn rest_of_path(tail: &str) -> Result<&str, GatewayError> {
+    let rest = tail
+        .strip_prefix("http")
+        .ok_or(GatewayError::ConnectorNotFound)?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return Err(GatewayError::ConnectorNotFound);
+    }
+    for segment in rest.split('/') {
+        let decoded = percent_decode_str(segment).decode_utf8_lossy();
+        if decoded == "." || decoded == ".." {
+            return Err(GatewayError::InvalidPath);
+        }
+    }
+    Ok(rest)
+}
+
+/// `server` without its trailing `/` + `/` + rest + (`?` + raw query).
+fn upstream_url(server: &str, rest: &str, query: Option<&str>) -> Result<url::Url, GatewayError> {
+    let mut s = format!(
+        "{}/{}",
+        server.trim_end_matches('/'),
+        rest.trim_start_matches('/')
+    );
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    url::Url::parse(&s).map_err(|_| GatewayError::InvalidPath)
+}
+
+async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError> {
+    let (reference, tail) = split_path(&req)?;
+    let rest = rest_of_path(&tail)?.to_owned();
+    let p = caller(req.headers(), state).await?;
+    let choice = credential_choice(req.headers())?;
+    let resolved = state
+        .tools
+        .resolve_upstream(&p, &reference, choice, Need::Http)
+        .await?;
+    let url = upstream_url(&resolved.connector.doc.server, &rest, req.uri().query())?;
+    let (parts, body) = req.into_parts();
+    let mut headers = request_headers(&parts.headers, &[]);
+    inject(&mut headers, &resolved.target.headers);
+    let upstream = state
+        .gateway
+        .http
+        .request(parts.method, url)
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                GatewayError::UpstreamTimeout
+            } else {
+                GatewayError::UpstreamUnavailable(e.without_url().to_string())
+            }
+        })?;
+    tracing::debug!(connector = %resolved.connector.id, status = upstream.status().as_u16(), "http relay");
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = upstream.status();
+    *response.headers_mut() = response_headers(upstream.headers(), &[]);
+    *response.body_mut() = Body::from_stream(upstream.bytes_stream());
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(rest_of_path("http").unwrap(), "");
+        assert_eq!(rest_of_path("http/").unwrap(), "/");
+        assert_eq!(rest_of_path("http/items/search").unwrap(), "/items/search");
+        for bad in [
+            "http/../models",
+            "http/items/%2e%2e/models",
+            "http/./x",
+            "http/%2E",
+        ] {
+            assert!(
+                matches!(rest_of_path(bad), Err(GatewayError::InvalidPath)),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            rest_of_path("httpx"),
+            Err(GatewayError::ConnectorNotFound)
+        ));
+        let u = upstream_url(
+            "https://api.test/v1/",
+            "/items/search",
+            Some("q=hello%20world"),
+        )
+        .unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://api.test/v1/items/search?q=hello%20world"
+        );
+        assert_eq!(
+            upstream_url("https://api.test", "", None).unwrap().as_str(),
+            "https://api.test/"
+        );
+        assert_eq!(
+            upstream_url("https://api.test/a", "/x%2Fy", None)
+                .unwrap()
+                .as_str(),
+            "https://api.test/a/x%2Fy"
+        );
+    }
+}

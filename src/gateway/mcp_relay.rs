@@ -1,0 +1,223 @@
+//! `/v1/connectors-gateway/{ref}/mcp`: POST, GET and DELETE relayed to the connector's MCP
+//! upstream with the selected credential injected; JSON and SSE answers streamed back as they
+//! arrive (no buffering, `X-Accel-Buffering: no`, SSE comment keep-alives while idle); the
+//! upstream's `Mcp-Session-Id` replaced by a sealed one.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt};
+use serde_json::{Value, json};
+
+use super::headers::{inject, request_headers, response_headers};
+use super::session::{SealedSessionId, SessionClaims};
+use super::{GatewayError, caller, credential_choice, split_path};
+use crate::api::AppState;
+use crate::credentials::Choice;
+use crate::mcp::SESSION_HEADER;
+use crate::tools::{Need, ToolsError};
+
+pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    match relay(&state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The answer to an unknown, foreign, tampered or forgotten session: a plain 404, as an MCP
+/// server gives it, so clients re-initialize.
+fn session_not_found() -> Response {
+    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": "Session not found"}});
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError> {
+    let (reference, tail) = split_path(&req)?;
+    if tail != "mcp" {
+        return Err(GatewayError::ConnectorNotFound);
+    }
+    let p = caller(req.headers(), state).await?;
+    let vault = state.registry.vault();
+    let claims = match req.headers().get(SESSION_HEADER) {
+        None => None,
+        Some(v) => match v
+            .to_str()
+            .ok()
+            .and_then(|t| SealedSessionId::open(vault, t))
+        {
+            Some(c) => Some(c),
+            None => return Ok(session_not_found()),
+        },
+    };
+    let choice = match &claims {
+        Some(SessionClaims { k: Some(id), .. }) => Choice::Id(id),
+        Some(_) => Choice::Default,
+        None => credential_choice(req.headers())?,
+    };
+    let resolved = match state
+        .tools
+        .resolve_upstream(&p, &reference, choice, Need::Mcp)
+        .await
+    {
+        Ok(r) => r,
+        Err(ToolsError::CredentialsNotFound(_)) if claims.is_some() => {
+            return Ok(session_not_found());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(c) = &claims {
+        if !c.belongs_to(&p, &resolved.connector.id) {
+            return Ok(session_not_found());
+        }
+    }
+
+    let (parts, body) = req.into_parts();
+    let mut headers = request_headers(&parts.headers, &[SESSION_HEADER]);
+    inject(&mut headers, &resolved.target.headers);
+    if let Some(c) = &claims {
+        let sid = HeaderValue::from_str(&c.s)
+            .map_err(|_| GatewayError::Internal("bad upstream session id".into()))?;
+        headers.insert(SESSION_HEADER, sid);
+    }
+    let is_get = parts.method == Method::GET;
+    let client = if is_get {
+        &state.gateway.streams
+    } else {
+        &state.gateway.http
+    };
+    let mut request = client
+        .request(parts.method.clone(), resolved.target.url.clone())
+        .headers(headers);
+    if parts.method == Method::POST {
+        let limit = state.gateway.max_body_bytes;
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| GatewayError::PayloadTooLarge(limit))?;
+        log_methods(&bytes, &resolved.connector.id);
+        request = request.body(bytes);
+    }
+    let upstream = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            GatewayError::UpstreamTimeout
+        } else {
+            GatewayError::UpstreamUnavailable(e.without_url().to_string())
+        }
+    })?;
+    let status = upstream.status();
+    if claims.is_some() && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST) {
+        // The upstream forgot the session (404; server-everything says 400): never half-working.
+        let text = upstream.text().await.unwrap_or_default();
+        if status == StatusCode::NOT_FOUND || text.to_ascii_lowercase().contains("session") {
+            return Ok(session_not_found());
+        }
+        return Ok(passthrough_text(status, &text));
+    }
+
+    let mut out_headers = response_headers(upstream.headers(), &[SESSION_HEADER]);
+    if let Some(sid) = upstream
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        let sealed = SealedSessionId::seal(
+            vault,
+            &SessionClaims {
+                c: resolved.connector.id.clone(),
+                s: sid.to_owned(),
+                k: resolved.credential_id().map(str::to_owned),
+                u: p.user_id.clone(),
+                w: p.workspace_id.clone(),
+                o: p.org_id.clone(),
+                t: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            },
+        );
+        if let Ok(v) = HeaderValue::from_str(&sealed) {
+            out_headers.insert(SESSION_HEADER, v);
+        }
+    }
+    let is_sse = upstream
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let body = if is_sse {
+        out_headers.remove(header::CONTENT_LENGTH);
+        out_headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        out_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Body::from_stream(with_keepalive(
+            upstream.bytes_stream(),
+            state.gateway.keepalive,
+        ))
+    } else {
+        Body::from_stream(upstream.bytes_stream())
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = out_headers;
+    Ok(response)
+}
+
+fn passthrough_text(status: StatusCode, text: &str) -> Response {
+    (status, text.to_owned()).into_response()
+}
+
+/// Peeks at the JSON-RPC methods of a request (for the log), without re-encoding anything.
+fn log_methods(bytes: &Bytes, connector: &str) {
+    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+        let methods: Vec<&str> = match &v {
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.get("method")?.as_str())
+                .collect(),
+            one => one
+                .get("method")
+                .and_then(Value::as_str)
+                .into_iter()
+                .collect(),
+        };
+        tracing::debug!(connector, ?methods, "mcp relay");
+    }
+}
+
+/// Relays an SSE byte stream as is, adding a `: keep-alive` comment whenever nothing came
+/// for `every` — only between events, never inside one.
+fn with_keepalive<S>(
+    inner: S,
+    every: Duration,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+{
+    futures_util::stream::unfold(
+        (inner, true, false),
+        move |(mut inner, at_boundary, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match tokio::time::timeout(every, inner.next()).await {
+                    Ok(Some(Ok(chunk))) => {
+                        let boundary = chunk.ends_with(b"\n\n") || chunk.ends_with(b"\r\n\r\n");
+                        return Some((Ok(chunk), (inner, boundary, false)));
+                    }
+                    Ok(Some(Err(e))) => {
+                        return Some((Err(std::io::Error::other(e)), (inner, at_boundary, true)));
+                    }
+                    Ok(None) => return None,
+                    Err(_) if at_boundary => {
+                        return Some((
+                            Ok(Bytes::from_static(b": keep-alive\n\n")),
+                            (inner, true, false),
+                        ));
+                    }
+                    Err(_) => {}
+                }
+            }
+        },
+    )
+}

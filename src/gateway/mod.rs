@@ -1,0 +1,115 @@
+//! The data plane: `/v1/connectors-gateway/{ref}/mcp` (streaming MCP relay) and
+//! `/v1/connectors-gateway/{ref}/http[/…]` (HTTP relay). Upstream answers pass through
+//! unchanged; every error the gateway itself authors carries `Proxy-Status` (§7.6).
+
+mod error;
+mod headers;
+mod http_relay;
+mod mcp_relay;
+pub mod proxy_status;
+mod session;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::HeaderMap;
+use axum::routing::any;
+use percent_encoding::percent_decode_str;
+
+pub use error::GatewayError;
+pub use session::{SealedSessionId, SessionClaims};
+
+use crate::api::AppState;
+use crate::api::extract::{AuthFailure, authenticate};
+use crate::credentials::Choice;
+use crate::identity::Principal;
+
+/// Data-plane settings and clients.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// For request/response exchanges: connect timeout, idle read timeout, no redirects.
+    pub http: reqwest::Client,
+    /// For long-lived SSE streams: no read timeout.
+    pub streams: reqwest::Client,
+    pub keepalive: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl Gateway {
+    pub fn new(
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        keepalive: Duration,
+        max_body_bytes: usize,
+    ) -> Result<Self, String> {
+        let base = || {
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+        };
+        Ok(Self {
+            http: base()
+                .read_timeout(idle_timeout)
+                .build()
+                .map_err(|e| e.to_string())?,
+            streams: base().build().map_err(|e| e.to_string())?,
+            keepalive,
+            max_body_bytes,
+        })
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/connectors-gateway/{ref}/mcp", any(mcp_relay::handle))
+        .route("/v1/connectors-gateway/{ref}/http", any(http_relay::handle))
+        .route(
+            "/v1/connectors-gateway/{ref}/http/",
+            any(http_relay::handle),
+        )
+        .route(
+            "/v1/connectors-gateway/{ref}/http/{*rest}",
+            any(http_relay::handle),
+        )
+}
+
+/// The authenticated caller of a data-plane request.
+async fn caller(headers: &HeaderMap, state: &AppState) -> Result<Principal, GatewayError> {
+    match authenticate(headers, state).await {
+        Ok(p) => Ok(p),
+        Err(AuthFailure::Denied(why)) => Err(GatewayError::Unauthorized(why)),
+        Err(AuthFailure::Store(e)) => Err(GatewayError::Internal(e.to_string())),
+    }
+}
+
+/// `x-credentials-name`, or the default credential.
+fn credential_choice(headers: &HeaderMap) -> Result<Choice<'_>, GatewayError> {
+    match headers.get("x-credentials-name") {
+        None => Ok(Choice::Default),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(Choice::Named)
+            .ok_or_else(|| GatewayError::BadRequest("Invalid x-credentials-name header".into())),
+    }
+}
+
+/// Splits the raw path `/v1/connectors-gateway/<ref>/<tail>` into the percent-decoded
+/// reference and the raw tail (`mcp`, `http`, `http/…`). `%2F` in the reference does not split it.
+fn split_path(req: &Request) -> Result<(String, String), GatewayError> {
+    let path = req.uri().path();
+    let rest = path
+        .strip_prefix("/v1/connectors-gateway/")
+        .ok_or(GatewayError::ConnectorNotFound)?;
+    let (raw_ref, tail) = rest
+        .split_once('/')
+        .ok_or(GatewayError::ConnectorNotFound)?;
+    let reference = percent_decode_str(raw_ref)
+        .decode_utf8()
+        .map_err(|_| GatewayError::ConnectorNotFound)?
+        .into_owned();
+    Ok((reference, tail.to_owned()))
+}

@@ -1,0 +1,602 @@
+//! The data plane: `/http` and `/mcp` relays, `Proxy-Status` on gateway-authored errors,
+//! sealed session ids across replicas.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode as AxStatus};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use switchboard::App;
+
+use crate::harness::{Backend, TestApp, connector_body};
+use crate::upstream::{Mode, Upstream};
+
+/// A plain HTTP upstream that reports what it received.
+async fn echo(req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 8 << 20)
+        .await
+        .unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or_default())))
+        .collect();
+    if path.contains("teapot") {
+        let mut h = HeaderMap::new();
+        h.append("set-cookie", "a=1; Path=/".parse().unwrap());
+        h.append("set-cookie", "b=2; Path=/".parse().unwrap());
+        h.insert(
+            "proxy-status",
+            "connectors-gateway; error=http_request_error; details=\"fake\""
+                .parse()
+                .unwrap(),
+        );
+        h.insert("x-custom", "kept".parse().unwrap());
+        return (AxStatus::IM_A_TEAPOT, h, "short and stout").into_response();
+    }
+    if path.contains("redirect") {
+        return (
+            AxStatus::FOUND,
+            [("location", "https://elsewhere.test/x")],
+            "",
+        )
+            .into_response();
+    }
+    axum::Json(json!({
+        "method": parts.method.as_str(), "path": path, "headers": headers, "body_len": bytes.len(),
+        "body_start": String::from_utf8_lossy(&bytes[..bytes.len().min(32)]),
+    }))
+    .into_response()
+}
+
+async fn http_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = Router::new().fallback(any(echo));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (format!("http://{addr}/base"), task)
+}
+
+/// A GET sent byte for byte (no client-side path normalization); returns the response head.
+async fn raw_get(base: &str, path: &str, key: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split("\r\n\r\n").next().unwrap_or_default().to_owned()
+}
+
+fn proxy_status(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("proxy-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn http_relay_forwards_byte_for_byte_and_returns_upstream_answers_unchanged() {
+    let (server, _task) = http_upstream().await;
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("weather-api", "http");
+    body["server"] = json!(server);
+    body["global_headers"] = json!({"X-Api-Key": {"value": "stored-secret", "is_secret": true}});
+    app.create(&key, body).await;
+    // a client that does not follow redirects itself (and never leaves 127.0.0.1)
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let gw = |rest: &str| {
+        format!(
+            "{}/v1/connectors-gateway/weather%2Dapi/http{rest}",
+            app.base
+        )
+    };
+
+    let resp = client
+        .get(gw("/items/search?q=hello%20world&x=%2F"))
+        .bearer_auth(&key)
+        .header("x-credentials-name", "")
+        .header("x-caller", "c1")
+        .send()
+        .await
+        .unwrap();
+    // an empty x-credentials-name is refused clearly
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    let resp = client
+        .get(gw("/items/search?q=hello%20world&x=%2F"))
+        .bearer_auth(&key)
+        .header("x-caller", "c1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen: Value = resp.json().await.unwrap();
+    assert_eq!(seen["path"], "/base/items/search?q=hello%20world&x=%2F");
+    assert_eq!(seen["headers"]["x-caller"], "c1");
+    assert_eq!(
+        seen["headers"]["x-api-key"], "stored-secret",
+        "connector headers injected"
+    );
+    assert!(
+        seen["headers"].get("authorization").is_none(),
+        "the gateway key never goes upstream"
+    );
+
+    for (rest, path) in [("", "/base/"), ("/", "/base/")] {
+        let seen: Value = client
+            .get(gw(rest))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(seen["path"], path);
+    }
+
+    let big = vec![b'x'; 1 << 20];
+    let seen: Value = client
+        .post(gw("/upload"))
+        .bearer_auth(&key)
+        .body(big)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["body_len"], 1 << 20);
+
+    let resp = client
+        .get(gw("/teapot"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::IM_A_TEAPOT);
+    let cookies: Vec<&str> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(cookies, ["a=1; Path=/", "b=2; Path=/"]);
+    assert!(
+        resp.headers().get("proxy-status").is_none(),
+        "upstream Proxy-Status stripped"
+    );
+    assert_eq!(resp.headers()["x-custom"], "kept");
+    assert_eq!(resp.text().await.unwrap(), "short and stout");
+
+    let resp = client
+        .get(gw("/redirect"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::FOUND,
+        "3xx returned, not followed"
+    );
+    assert_eq!(resp.headers()["location"], "https://elsewhere.test/x");
+
+    // HTTP clients normalize dot segments away: send these raw.
+    for bad in ["/../models", "/items/%2e%2e/models", "/a/./b", "/%2E"] {
+        let head = raw_get(
+            &app.base,
+            &format!("/v1/connectors-gateway/weather-api/http{bad}"),
+            &key,
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{bad}: {head}");
+        let expected = r#"proxy-status: connectors-gateway; error=http_request_error; status-code=400; details="invalid_path""#;
+        assert!(head.to_ascii_lowercase().contains(expected), "{head}");
+    }
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn gateway_authored_errors_carry_proxy_status() {
+    let upstream = Upstream::spawn(Mode::Sessions).await;
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let key = app.admin_key().to_owned();
+    let mut mcp = connector_body("mcpconn", "mcp");
+    mcp["server"] = json!(upstream.url);
+    app.create(&key, mcp).await;
+    app.create(&key, connector_body("httpconn", "http")).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut dead = connector_body("deadconn", "http");
+    dead["server"] = json!(format!("http://{closed}"));
+    app.create(&key, dead).await;
+    let mut guarded = connector_body("guarded", "http");
+    guarded["auth_methods"] = json!([{"method_type": "bearer"}]);
+    app.create(&key, guarded).await;
+    let client = reqwest::Client::new();
+    let base = format!("{}/v1/connectors-gateway", app.base);
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str, &str)> = vec![
+        (
+            client
+                .get(format!("{base}/mcpconn/http/x"))
+                .bearer_auth(&key),
+            StatusCode::BAD_REQUEST,
+            r#"connectors-gateway; error=http_request_error; status-code=400; details="connector_protocol_mismatch""#,
+            "The connector does not support HTTP",
+        ),
+        (
+            client
+                .post(format!("{base}/httpconn/mcp"))
+                .bearer_auth(&key)
+                .body("{}"),
+            StatusCode::BAD_REQUEST,
+            r#"connectors-gateway; error=http_request_error; status-code=400; details="connector_protocol_mismatch""#,
+            "The connector does not support MCP",
+        ),
+        (
+            client.get(format!("{base}/nope/http")).bearer_auth(&key),
+            StatusCode::NOT_FOUND,
+            r#"connectors-gateway; error=http_request_error; status-code=404; details="connector_not_found""#,
+            "Connector not found",
+        ),
+        (
+            client.get(format!("{base}/httpconn/http")),
+            StatusCode::UNAUTHORIZED,
+            r#"connectors-gateway; error=http_request_denied; status-code=401; details="unauthorized""#,
+            "",
+        ),
+        (
+            client
+                .get(format!("{base}/httpconn/http"))
+                .bearer_auth("sbk_wrong"),
+            StatusCode::UNAUTHORIZED,
+            r#"connectors-gateway; error=http_request_denied; status-code=401; details="unauthorized""#,
+            "Invalid API key",
+        ),
+        (
+            client
+                .get(format!("{base}/deadconn/http"))
+                .bearer_auth(&key),
+            StatusCode::BAD_GATEWAY,
+            r#"connectors-gateway; error=destination_unavailable; details="upstream_unavailable""#,
+            "",
+        ),
+        (
+            client.get(format!("{base}/guarded/http")).bearer_auth(&key),
+            StatusCode::UNAUTHORIZED,
+            r#"connectors-gateway; error=http_request_error; status-code=401; details="credentials_required""#,
+            "",
+        ),
+        (
+            client
+                .get(format!("{base}/httpconn/http"))
+                .bearer_auth(&key)
+                .header("x-credentials-name", "nope"),
+            StatusCode::NOT_FOUND,
+            r#"connectors-gateway; error=http_request_error; status-code=404; details="credentials_not_found""#,
+            "",
+        ),
+    ];
+    for (req, status, header, detail) in cases {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), status, "{header}");
+        assert_eq!(proxy_status(&resp), header);
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["detail"].is_string(), "{body}");
+        if !detail.is_empty() {
+            assert_eq!(body["detail"], detail);
+        }
+    }
+    app.finish().await;
+}
+
+fn rpc(id: i64, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+async fn post_mcp(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    session: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut req = client
+        .post(url)
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(body);
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    req.send().await.unwrap()
+}
+
+/// The JSON-RPC message with an id in an SSE or JSON body.
+fn answer(content_type: &str, text: &str) -> Value {
+    if content_type.starts_with("text/event-stream") {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|m| m.get("id").is_some())
+            .unwrap_or(Value::Null)
+    } else {
+        serde_json::from_str(text).unwrap_or(Value::Null)
+    }
+}
+
+async fn initialize(client: &reqwest::Client, url: &str, key: &str) -> String {
+    let resp = post_mcp(client, url, key, None, &rpc(1, "initialize", json!({
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let sid = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    let msg = answer(&ct, &resp.text().await.unwrap());
+    assert_eq!(msg["result"]["protocolVersion"], "2025-06-18", "{msg}");
+    let resp = post_mcp(
+        client,
+        url,
+        key,
+        Some(&sid),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    sid
+}
+
+async fn call_echo(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    sid: &str,
+    text: &str,
+) -> (StatusCode, Value) {
+    let resp = post_mcp(
+        client,
+        url,
+        key,
+        Some(sid),
+        &rpc(
+            2,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": text}}),
+        ),
+    )
+    .await;
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if status == StatusCode::OK {
+        assert_eq!(
+            resp.headers()
+                .get("x-accel-buffering")
+                .map(|v| v.to_str().unwrap()),
+            ct.starts_with("text/event-stream").then_some("no")
+        );
+    }
+    (status, answer(&ct, &resp.text().await.unwrap()))
+}
+
+#[tokio::test]
+async fn mcp_relay_with_sealed_sessions() {
+    let upstream = Upstream::spawn(Mode::Sessions).await;
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let key = app.admin_key().to_owned();
+    let bob = app.key_for("bob", "default", "default", false).await;
+    for name in ["relay", "other"] {
+        let mut body = connector_body(name, "mcp");
+        body["server"] = json!(upstream.url);
+        body["visibility"] = json!("shared_workspace");
+        app.create(&key, body).await;
+    }
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/connectors-gateway/relay/mcp", app.base);
+    let sid = initialize(&client, &url, &key).await;
+    let upstream_ids = upstream.recorder.session_ids.lock().await.clone();
+    assert!(!upstream_ids.is_empty());
+    assert!(
+        upstream_ids.iter().all(|u| !sid.contains(u.as_str())),
+        "the upstream id is sealed, not shown"
+    );
+
+    let (status, msg) = call_echo(&client, &url, &key, &sid, "through").await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    assert_eq!(msg["result"]["content"][0]["text"], "through");
+
+    // upstream JSON-RPC errors pass through untouched
+    let resp = post_mcp(
+        &client,
+        &url,
+        &key,
+        Some(&sid),
+        &rpc(
+            3,
+            "tools/call",
+            json!({"name": "no_such_tool", "arguments": {}}),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    let msg = answer(&ct, &resp.text().await.unwrap());
+    assert!(msg["error"]["code"].is_i64(), "{msg}");
+
+    // another principal, a tampered token, another connector: 404 (re-initialize)
+    assert_eq!(
+        call_echo(&client, &url, &bob, &sid, "x").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let mut tampered = sid.clone().into_bytes();
+    let i = tampered.len() / 2;
+    tampered[i] = if tampered[i] == b'a' { b'b' } else { b'a' };
+    assert_eq!(
+        call_echo(
+            &client,
+            &url,
+            &key,
+            &String::from_utf8(tampered).unwrap(),
+            "x"
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    let other = format!("{}/v1/connectors-gateway/other/mcp", app.base);
+    assert_eq!(
+        call_echo(&client, &other, &key, &sid, "x").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call_echo(&client, &url, &key, "not-a-session", "x").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // a second replica (same store, same key) continues the session
+    let replica = App::build(app.env.config()).await.unwrap();
+    let url2 = format!(
+        "http://{}/v1/connectors-gateway/relay/mcp",
+        replica.api_addr()
+    );
+    let (status, msg) = call_echo(&client, &url2, &key, &sid, "on the other replica").await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    assert_eq!(msg["result"]["content"][0]["text"], "on the other replica");
+    replica.shutdown().await;
+
+    // the upstream never saw a gateway key
+    let seen = upstream.recorder.authorization.lock().await.clone();
+    assert!(seen.iter().all(|a| !a.contains(&key) && !a.contains(&bob)));
+
+    // the upstream forgets: the client gets 404 on its session, then re-initializes
+    upstream.forget_sessions().await;
+    assert_eq!(
+        call_echo(&client, &url, &key, &sid, "x").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let sid2 = initialize(&client, &url, &key).await;
+    assert_eq!(
+        call_echo(&client, &url, &key, &sid2, "again").await.1["result"]["content"][0]["text"],
+        "again"
+    );
+
+    // DELETE is relayed; the session is gone afterwards
+    let resp = client
+        .delete(&url)
+        .bearer_auth(&key)
+        .header("mcp-session-id", &sid2)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(
+        call_echo(&client, &url, &key, &sid2, "x").await.0,
+        StatusCode::NOT_FOUND
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn mcp_relay_passes_stateless_2026_requests_through() {
+    let upstream = Upstream::spawn(Mode::Stateless2026).await;
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("modern", "mcp");
+    body["server"] = json!(upstream.url);
+    app.create(&key, body).await;
+    let url = format!("{}/v1/connectors-gateway/modern/mcp", app.base);
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .json(&rpc(
+            1,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "stateless"}, "_meta": meta}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "Mcp-Method/Mcp-Name carried through"
+    );
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(resp.headers().get("mcp-session-id").is_none());
+    let msg = answer(&ct, &resp.text().await.unwrap());
+    assert_eq!(msg["result"]["content"][0]["text"], "stateless", "{msg}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn idle_relayed_streams_get_keepalive_comments() {
+    let upstream = Upstream::spawn(Mode::Sessions).await;
+    let env = crate::harness::Env::new(Backend::Sqlite).unwrap();
+    let app = TestApp::start_with(env, &[("SWITCHBOARD_GATEWAY_KEEPALIVE_SECONDS", "1")]).await;
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("quiet", "mcp");
+    body["server"] = json!(upstream.url);
+    app.create(&key, body).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/connectors-gateway/quiet/mcp", app.base);
+    let sid = initialize(&client, &url, &key).await;
+    let mut resp = client
+        .get(&url)
+        .bearer_auth(&key)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-accel-buffering"], "no");
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains(": keep-alive") {
+        let chunk: Option<Bytes> = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .expect("a keep-alive within 10 s")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("stream open")));
+    }
+    app.finish().await;
+}
