@@ -123,6 +123,8 @@ impl App {
             config.upstream.call_timeout,
             config.gateway_keepalive,
             config.max_body_bytes,
+            config.upstream.session_idle,
+            config.upstream.max_sessions,
         )
         .map_err(BuildError::HttpClient)?;
         let state = AppState {

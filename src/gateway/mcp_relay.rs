@@ -13,12 +13,15 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 
 use super::headers::{inject, request_headers, response_headers};
+use super::legacy_bridge::{self, BRIDGE_PREFIX};
 use super::session::{SealedSessionId, SessionClaims};
 use super::{GatewayError, caller, credential_choice, split_path};
 use crate::api::AppState;
 use crate::credentials::Choice;
+use crate::identity::Principal;
 use crate::mcp::SESSION_HEADER;
-use crate::tools::{Need, ToolsError};
+use crate::mcp::{Era, PoolKey};
+use crate::tools::{Need, Resolved, ToolsError};
 
 pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     match relay(&state, req).await {
@@ -29,7 +32,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
 
 /// The answer to an unknown, foreign, tampered or forgotten session: a plain 404, as an MCP
 /// server gives it, so clients re-initialize.
-fn session_not_found() -> Response {
+pub(super) fn session_not_found() -> Response {
     let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": "Session not found"}});
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
@@ -74,7 +77,48 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         }
     }
 
+    let bridged_session = claims
+        .as_ref()
+        .and_then(|c| c.s.strip_prefix(BRIDGE_PREFIX))
+        .map(str::to_owned);
+    let pool_key = PoolKey {
+        connector_id: resolved.connector.id.clone(),
+        connector_version: resolved.connector.modified_at.clone(),
+        credential: resolved.credential.clone(),
+    };
+    let legacy = bridged_session.is_some()
+        || (claims.is_none()
+            && state
+                .tools
+                .pool()
+                .era_of(&pool_key, &resolved.target)
+                .await
+                .map_err(GatewayError::from)?
+                == Era::Legacy);
     let (parts, body) = req.into_parts();
+    if legacy {
+        let limit = state.gateway.max_body_bytes;
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| GatewayError::PayloadTooLarge(limit))?;
+        let (mut response, new_bridge) = legacy_bridge::handle(
+            &state.gateway.bridges,
+            state.tools.pool(),
+            &resolved.target,
+            bridged_session.as_deref(),
+            &parts.method,
+            &bytes,
+            state.gateway.keepalive,
+        )
+        .await?;
+        if let Some(id) = new_bridge {
+            let sealed = seal_session(vault, &resolved, &p, format!("{BRIDGE_PREFIX}{id}"));
+            if let Ok(v) = HeaderValue::from_str(&sealed) {
+                response.headers_mut().insert(SESSION_HEADER, v);
+            }
+        }
+        return Ok(response);
+    }
     let mut headers = request_headers(&parts.headers, &[SESSION_HEADER]);
     inject(&mut headers, &resolved.target.headers);
     if let Some(c) = &claims {
@@ -162,6 +206,28 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     Ok(response)
 }
 
+fn seal_session(
+    vault: &crate::vault::Vault,
+    resolved: &Resolved,
+    p: &Principal,
+    upstream_session: String,
+) -> String {
+    SealedSessionId::seal(
+        vault,
+        &SessionClaims {
+            c: resolved.connector.id.clone(),
+            s: upstream_session,
+            k: resolved.credential_id().map(str::to_owned),
+            u: p.user_id.clone(),
+            w: p.workspace_id.clone(),
+            o: p.org_id.clone(),
+            t: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
+    )
+}
+
 fn passthrough_text(status: StatusCode, text: &str) -> Response {
     (status, text.to_owned()).into_response()
 }
@@ -186,12 +252,13 @@ fn log_methods(bytes: &Bytes, connector: &str) {
 
 /// Relays an SSE byte stream as is, adding a `: keep-alive` comment whenever nothing came
 /// for `every` — only between events, never inside one.
-fn with_keepalive<S>(
+pub(super) fn with_keepalive<S, E>(
     inner: S,
     every: Duration,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
 where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: std::error::Error + Send + Sync + 'static,
 {
     futures_util::stream::unfold(
         (inner, true, false),

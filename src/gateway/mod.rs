@@ -5,6 +5,7 @@
 mod error;
 mod headers;
 mod http_relay;
+mod legacy_bridge;
 mod mcp_relay;
 pub mod proxy_status;
 mod session;
@@ -34,6 +35,8 @@ pub struct Gateway {
     pub streams: reqwest::Client,
     pub keepalive: Duration,
     pub max_body_bytes: usize,
+    /// Legacy HTTP+SSE upstreams served as Streamable HTTP (per replica).
+    pub bridges: legacy_bridge::Bridges,
 }
 
 impl Gateway {
@@ -42,6 +45,8 @@ impl Gateway {
         idle_timeout: Duration,
         keepalive: Duration,
         max_body_bytes: usize,
+        session_idle: Duration,
+        max_sessions: u64,
     ) -> Result<Self, String> {
         let base = || {
             reqwest::Client::builder()
@@ -57,6 +62,7 @@ impl Gateway {
             streams: base().build().map_err(|e| e.to_string())?,
             keepalive,
             max_body_bytes,
+            bridges: legacy_bridge::Bridges::new(session_idle, max_sessions),
         })
     }
 }

@@ -80,7 +80,7 @@ mod tests {
         );
         assert_eq!(
             member("bad token!", None, Some("é\n")),
-            "connectors-gateway; error=badtoken; details=\"??\""
+            "connectors-gateway; error=badtoken!; details=\"??\""
         );
         assert!(member("1abc", None, None).ends_with("error=x1abc"));
     }

@@ -10,7 +10,7 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::Value;
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::{Mutex, broadcast, oneshot};
 
 use super::jsonrpc::{Message, RpcError};
 use super::{ClientSettings, McpError, NotificationSink, Target};
@@ -37,6 +37,7 @@ impl Channel {
         target: &Target,
         settings: &ClientSettings,
         sink: NotificationSink,
+        forward: Option<broadcast::Sender<String>>,
     ) -> Result<Self, McpError> {
         let mut headers = target.headers.clone();
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
@@ -98,6 +99,12 @@ impl Channel {
                     let Ok(messages) = Message::parse_all(ev.data.as_bytes()) else {
                         continue;
                     };
+                    let for_client = messages
+                        .iter()
+                        .any(|m| !matches!(m, Message::Response { .. }));
+                    if let (true, Some(tx)) = (for_client, &forward) {
+                        let _ = tx.send(ev.data.clone());
+                    }
                     for m in messages {
                         match m {
                             Message::Response { id, outcome } => {

@@ -5,7 +5,7 @@
 
 mod http;
 pub mod jsonrpc;
-mod legacy;
+pub mod legacy;
 mod pool;
 mod session;
 
@@ -15,6 +15,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 pub use jsonrpc::RpcError;
+pub use legacy::Channel as LegacyChannel;
 pub use pool::{PoolKey, SessionPool};
 pub use session::{Era, Session};
 

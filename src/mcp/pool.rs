@@ -122,6 +122,25 @@ impl SessionPool {
         }
     }
 
+    /// The era of the upstream behind `key`, detecting it (by opening a pooled session) when
+    /// not known yet.
+    pub async fn era_of(&self, key: &PoolKey, target: &Target) -> Result<Era, McpError> {
+        if let Some(era) = self.era(key).await {
+            return Ok(era);
+        }
+        Ok(self.session(key, target).await?.era())
+    }
+
+    /// Settings shared by every upstream exchange.
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// The HTTP client for upstream MCP traffic.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Drops every pooled session of a connector (deleted or changed).
     pub fn forget_connector(&self, connector_id: &str) {
         let id = connector_id.to_owned();

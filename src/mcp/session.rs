@@ -278,9 +278,14 @@ impl Session {
     }
 
     async fn initialize_legacy(&mut self) -> Result<(), McpError> {
-        let channel =
-            legacy::Channel::connect(&self.http, &self.target, &self.settings, self.sink.clone())
-                .await?;
+        let channel = legacy::Channel::connect(
+            &self.http,
+            &self.target,
+            &self.settings,
+            self.sink.clone(),
+            None,
+        )
+        .await?;
         let body = jsonrpc::request(0, "initialize", self.initialize_params());
         let timeout = self.settings.call_timeout;
         match channel

@@ -600,3 +600,92 @@ async fn idle_relayed_streams_get_keepalive_comments() {
     }
     app.finish().await;
 }
+
+#[tokio::test]
+async fn legacy_sse_upstream_is_served_as_streamable_http() {
+    let upstream = Upstream::spawn(Mode::LegacySse).await;
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("oldie", "mcp");
+    body["server"] = json!(upstream.url);
+    app.create(&key, body).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/connectors-gateway/oldie/mcp", app.base);
+    let resp = post_mcp(&client, &url, &key, None, &rpc(1, "initialize", json!({
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let sid = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let msg: Value = resp.json().await.unwrap();
+    assert_eq!(
+        msg["result"]["serverInfo"]["name"], "legacy-fixture",
+        "{msg}"
+    );
+    let resp = post_mcp(
+        &client,
+        &url,
+        &key,
+        Some(&sid),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let (status, msg) = call_echo(&client, &url, &key, &sid, "bridged").await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    assert_eq!(msg["result"]["content"][0]["text"], "legacy:bridged");
+    let resp = post_mcp(
+        &client,
+        &url,
+        &key,
+        Some(&sid),
+        &rpc(5, "tools/list", json!({})),
+    )
+    .await;
+    let msg: Value = resp.json().await.unwrap();
+    assert_eq!(
+        msg["result"]["nextCursor"], "page-2",
+        "answers relayed as they are: {msg}"
+    );
+    let resp = post_mcp(
+        &client,
+        &url,
+        &key,
+        Some(&sid),
+        &rpc(6, "nope/method", json!({})),
+    )
+    .await;
+    let msg: Value = resp.json().await.unwrap();
+    assert_eq!(
+        msg["error"]["code"], -32601,
+        "JSON-RPC errors pass through: {msg}"
+    );
+    let resp = client
+        .get(&url)
+        .bearer_auth(&key)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    drop(resp);
+    let resp = client
+        .delete(&url)
+        .bearer_auth(&key)
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        call_echo(&client, &url, &key, &sid, "x").await.0,
+        StatusCode::NOT_FOUND
+    );
+    // without a session, only initialize opens one
+    let resp = post_mcp(&client, &url, &key, None, &rpc(7, "tools/list", json!({}))).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    app.finish().await;
+}
