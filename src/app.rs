@@ -126,7 +126,8 @@ impl App {
             config.upstream.session_idle,
             config.upstream.max_sessions,
         )
-        .map_err(BuildError::HttpClient)?;
+        .map_err(BuildError::HttpClient)?
+        .with_allowed_origins(config.allowed_origins.clone());
         let state = AppState {
             gateway,
             config: config.clone(),

@@ -46,6 +46,8 @@ pub struct Config {
     pub tools_cache: ToolsCacheConfig,
     /// Idle time after which a relayed SSE stream gets a keep-alive comment.
     pub gateway_keepalive: Duration,
+    /// Origins allowed on `/mcp` (exact `scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
     /// Non-fatal findings (e.g. an unknown `SWITCHBOARD_*` variable), reported at start-up.
     pub warnings: Vec<String>,
 }
@@ -238,6 +240,13 @@ impl Config {
                 1,
                 3600,
             )?),
+            allowed_origins: raw
+                .gateway
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .filter(|o| !o.is_empty())
+                .collect(),
             tools_cache: ToolsCacheConfig {
                 ttl: Duration::from_secs(ranged(
                     "tools_cache.ttl_seconds",

@@ -203,12 +203,16 @@ impl Default for RawToolsCache {
 pub struct RawGateway {
     /// An SSE comment is sent on a relayed stream idle this long.
     pub keepalive_seconds: i64,
+    /// Browser origins allowed to call `/mcp` (a request with any other `Origin` is refused,
+    /// against DNS rebinding). Requests without `Origin` (SDKs, servers) are not affected.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for RawGateway {
     fn default() -> Self {
         Self {
             keepalive_seconds: 15,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -42,6 +42,9 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     if tail != "mcp" {
         return Err(GatewayError::ConnectorNotFound);
     }
+    if !state.gateway.origin_allowed(req.headers()) {
+        return Err(GatewayError::Forbidden("Origin not allowed".into()));
+    }
     let p = caller(req.headers(), state).await?;
     let vault = state.registry.vault();
     let claims = match req.headers().get(SESSION_HEADER) {

@@ -35,6 +35,8 @@ pub struct Gateway {
     pub streams: reqwest::Client,
     pub keepalive: Duration,
     pub max_body_bytes: usize,
+    /// `Origin`s allowed on `/mcp`.
+    pub allowed_origins: Vec<String>,
     /// Legacy HTTP+SSE upstreams served as Streamable HTTP (per replica).
     pub bridges: legacy_bridge::Bridges,
 }
@@ -63,7 +65,25 @@ impl Gateway {
             keepalive,
             max_body_bytes,
             bridges: legacy_bridge::Bridges::new(session_idle, max_sessions),
+            allowed_origins: Vec::new(),
         })
+    }
+
+    /// Sets the `Origin` allow-list of `/mcp`.
+    pub fn with_allowed_origins(mut self, origins: Vec<String>) -> Self {
+        self.allowed_origins = origins;
+        self
+    }
+
+    /// A request without `Origin` passes; with one, it must be allowed.
+    fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+        match headers.get(axum::http::header::ORIGIN) {
+            None => true,
+            Some(v) => v.to_str().is_ok_and(|o| {
+                let o = o.trim_end_matches('/').to_ascii_lowercase();
+                self.allowed_origins.iter().any(|a| *a == o)
+            }),
+        }
     }
 }
 

@@ -689,3 +689,50 @@ async fn legacy_sse_upstream_is_served_as_streamable_http() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn foreign_origins_are_refused_on_mcp() {
+    let upstream = Upstream::spawn(Mode::Sessions).await;
+    let env = crate::harness::Env::new(Backend::Sqlite).unwrap();
+    let app = TestApp::start_with(
+        env,
+        &[(
+            "SWITCHBOARD_GATEWAY_ALLOWED_ORIGINS",
+            "https://app.example.test",
+        )],
+    )
+    .await;
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("browser", "mcp");
+    body["server"] = json!(upstream.url);
+    app.create(&key, body).await;
+    let url = format!("{}/v1/connectors-gateway/browser/mcp", app.base);
+    let init = rpc(
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+    );
+    let send = |origin: &'static str| {
+        reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&key)
+            .header("accept", "application/json, text/event-stream")
+            .header("origin", origin)
+            .json(&init)
+            .send()
+    };
+    let resp = send("https://evil.example.test").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        proxy_status(&resp),
+        r#"connectors-gateway; error=http_request_denied; status-code=403; details="forbidden""#
+    );
+    assert_eq!(
+        upstream.recorder.count("initialize").await,
+        0,
+        "nothing reached the upstream"
+    );
+    let resp = send("https://app.example.test").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    app.finish().await;
+}
