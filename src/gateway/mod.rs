@@ -81,7 +81,7 @@ impl Gateway {
             None => true,
             Some(v) => v.to_str().is_ok_and(|o| {
                 let o = o.trim_end_matches('/').to_ascii_lowercase();
-                self.allowed_origins.iter().any(|a| *a == o)
+                self.allowed_origins.contains(&o)
             }),
         }
     }
