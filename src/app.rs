@@ -127,7 +127,7 @@ impl App {
             config.upstream.max_sessions,
         )
         .map_err(BuildError::HttpClient)?
-        .with_allowed_origins(config.allowed_origins.clone());
+        .with_allow_lists(config.allowed_origins.clone(), config.allowed_hosts.clone());
         let state = AppState {
             gateway,
             config: config.clone(),

@@ -48,6 +48,8 @@ pub struct Config {
     pub gateway_keepalive: Duration,
     /// Origins allowed on `/mcp` (exact `scheme://host[:port]`).
     pub allowed_origins: Vec<String>,
+    /// `Host`s accepted on `/mcp` (empty: any).
+    pub allowed_hosts: Vec<String>,
     /// Non-fatal findings (e.g. an unknown `SWITCHBOARD_*` variable), reported at start-up.
     pub warnings: Vec<String>,
 }
@@ -247,6 +249,13 @@ impl Config {
                 .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
                 .filter(|o| !o.is_empty())
                 .collect(),
+            allowed_hosts: raw
+                .gateway
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
             tools_cache: ToolsCacheConfig {
                 ttl: Duration::from_secs(ranged(
                     "tools_cache.ttl_seconds",
@@ -388,6 +397,12 @@ mod tests {
         assert_eq!(c.api_listen.port(), 2);
         assert_eq!(c.vault.key_file, PathBuf::from("/tmp/k"));
         assert_eq!(c.max_page_size, 50);
+        let c2 = Config::from_sources(
+            None,
+            &env(&[("SWITCHBOARD_GATEWAY_ALLOWED_HOSTS", "a.test, B.test")]),
+        )
+        .unwrap();
+        assert_eq!(c2.allowed_hosts, ["a.test", "b.test"]);
         assert!(!c.vault.verify_on_start);
     }
 

@@ -206,6 +206,9 @@ pub struct RawGateway {
     /// Browser origins allowed to call `/mcp` (a request with any other `Origin` is refused,
     /// against DNS rebinding). Requests without `Origin` (SDKs, servers) are not affected.
     pub allowed_origins: Vec<String>,
+    /// `Host` values accepted on `/mcp` (e.g. `gateway.example.com`, `127.0.0.1:8080`);
+    /// empty accepts any. A sidecar on loopback should list its own address.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for RawGateway {
@@ -213,6 +216,7 @@ impl Default for RawGateway {
         Self {
             keepalive_seconds: 15,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

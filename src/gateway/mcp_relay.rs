@@ -45,6 +45,9 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     if !state.gateway.origin_allowed(req.headers()) {
         return Err(GatewayError::Forbidden("Origin not allowed".into()));
     }
+    if !state.gateway.host_allowed(&req) {
+        return Err(GatewayError::Forbidden("Host not allowed".into()));
+    }
     let p = caller(req.headers(), state).await?;
     let vault = state.registry.vault();
     let claims = match req.headers().get(SESSION_HEADER) {

@@ -37,6 +37,8 @@ pub struct Gateway {
     pub max_body_bytes: usize,
     /// `Origin`s allowed on `/mcp`.
     pub allowed_origins: Vec<String>,
+    /// `Host`s accepted on `/mcp` (empty: any).
+    pub allowed_hosts: Vec<String>,
     /// Legacy HTTP+SSE upstreams served as Streamable HTTP (per replica).
     pub bridges: legacy_bridge::Bridges,
 }
@@ -66,13 +68,29 @@ impl Gateway {
             max_body_bytes,
             bridges: legacy_bridge::Bridges::new(session_idle, max_sessions),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         })
     }
 
-    /// Sets the `Origin` allow-list of `/mcp`.
-    pub fn with_allowed_origins(mut self, origins: Vec<String>) -> Self {
+    /// Sets the `Origin` and `Host` allow-lists of `/mcp`.
+    pub fn with_allow_lists(mut self, origins: Vec<String>, hosts: Vec<String>) -> Self {
         self.allowed_origins = origins;
+        self.allowed_hosts = hosts;
         self
+    }
+
+    /// With an allow-list, the `Host` (or HTTP/2 authority) must be on it.
+    fn host_allowed(&self, req: &Request) -> bool {
+        if self.allowed_hosts.is_empty() {
+            return true;
+        }
+        let host = req
+            .headers()
+            .get(axum::http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
+        host.is_some_and(|h| self.allowed_hosts.contains(&h.to_ascii_lowercase()))
     }
 
     /// A request without `Origin` passes; with one, it must be allowed.

@@ -696,10 +696,13 @@ async fn foreign_origins_are_refused_on_mcp() {
     let env = crate::harness::Env::new(Backend::Sqlite).unwrap();
     let app = TestApp::start_with(
         env,
-        &[(
-            "SWITCHBOARD_GATEWAY_ALLOWED_ORIGINS",
-            "https://app.example.test",
-        )],
+        &[
+            (
+                "SWITCHBOARD_GATEWAY_ALLOWED_ORIGINS",
+                "https://app.example.test",
+            ),
+            ("SWITCHBOARD_GATEWAY_ALLOWED_HOSTS", "gateway.example.test"),
+        ],
     )
     .await;
     let key = app.admin_key().to_owned();
@@ -718,6 +721,7 @@ async fn foreign_origins_are_refused_on_mcp() {
             .bearer_auth(&key)
             .header("accept", "application/json, text/event-stream")
             .header("origin", origin)
+            .header("host", "gateway.example.test")
             .json(&init)
             .send()
     };
@@ -734,5 +738,15 @@ async fn foreign_origins_are_refused_on_mcp() {
     );
     let resp = send("https://app.example.test").await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    // a Host that is not on the list (DNS rebinding) is refused too
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&key)
+        .header("accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     app.finish().await;
 }
