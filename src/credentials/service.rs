@@ -46,8 +46,6 @@ pub struct CredentialFilter {
     pub defaults_only: bool,
 }
 
-const WRITE_ATTEMPTS: usize = 5;
-
 #[derive(Debug, Clone)]
 pub struct Credentials {
     store: Arc<dyn Store>,
@@ -323,7 +321,7 @@ impl Credentials {
     where
         F: FnMut(&[Credential]) -> Result<SetChange, CredentialsError>,
     {
-        for _ in 0..WRITE_ATTEMPTS {
+        for attempt in 0..crate::store::WRITE_ATTEMPTS {
             let set = self.store.credential_set(key).await?;
             let creds = rows_to_creds(set.rows);
             let change = compute(&creds)?;
@@ -334,7 +332,7 @@ impl Credentials {
                 .await
             {
                 Ok(()) => return Ok(change),
-                Err(StoreError::Stale) => continue,
+                Err(StoreError::Stale) => crate::store::contention_backoff(attempt).await,
                 Err(StoreError::Conflict(_)) => {
                     return Err(CredentialsError::Busy);
                 }

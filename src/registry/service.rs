@@ -65,9 +65,6 @@ pub struct ConnectorPage {
     pub next: Option<Cursor>,
 }
 
-/// How many times an update retries after losing a concurrent-modification race.
-const UPDATE_ATTEMPTS: usize = 5;
-
 #[derive(Debug, Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
@@ -352,7 +349,7 @@ impl Registry {
     where
         F: Fn(&mut Connector, &Vault) -> Result<(), RegistryError>,
     {
-        for _ in 0..UPDATE_ATTEMPTS {
+        for attempt in 0..crate::store::WRITE_ATTEMPTS {
             let original = self.resolve(p, reference).await?;
             gate.check(&original, p)?;
             let mut c = original.clone();
@@ -364,7 +361,7 @@ impl Registry {
                 .await
             {
                 Ok(()) => return Ok(c),
-                Err(StoreError::Stale) => continue,
+                Err(StoreError::Stale) => crate::store::contention_backoff(attempt).await,
                 Err(e) => return Err(name_conflict(e, &c.name)),
             }
         }

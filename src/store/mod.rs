@@ -123,6 +123,18 @@ pub struct SealedRecord {
     pub blob: Vec<u8>,
 }
 
+/// How many times an optimistic write is attempted before reporting a conflict.
+pub const WRITE_ATTEMPTS: usize = 16;
+
+/// Waits a little, with jitter, after losing an optimistic-write race (`attempt` from 0), so
+/// concurrent writers spread out instead of colliding again.
+pub async fn contention_backoff(attempt: usize) {
+    use rand::Rng;
+    let cap_ms = (1u64 << attempt.min(6)).min(50);
+    let ms = rand::thread_rng().gen_range(0..=cap_ms);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
 /// Which backend a store runs on (for logs and readiness).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {

@@ -807,3 +807,37 @@ async fn list_changed_relayed_to_a_client_also_refreshes_the_tools_cache() {
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_slow_upstream_is_a_gateway_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let slow = Router::new().fallback(any(|| async {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        "late"
+    }));
+    let _task = tokio::spawn(async move {
+        let _ = axum::serve(listener, slow).await;
+    });
+    let env = crate::harness::Env::new(Backend::Sqlite).unwrap();
+    let app = TestApp::start_with(env, &[("SWITCHBOARD_UPSTREAM_CALL_TIMEOUT_MS", "1000")]).await;
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("sluggish", "http");
+    body["server"] = json!(format!("http://{addr}"));
+    app.create(&key, body).await;
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/connectors-gateway/sluggish/http/x",
+            app.base
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        proxy_status(&resp),
+        r#"connectors-gateway; error=connection_timeout; details="upstream_timeout""#
+    );
+    app.finish().await;
+}
