@@ -92,6 +92,8 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         connector_version: resolved.connector.modified_at.clone(),
         credential: resolved.credential.clone(),
     };
+    // Era detection failing (auth, outage) is not our answer to give: the relay attempt below
+    // lets the upstream's own answer through.
     let legacy = bridged_session.is_some()
         || (claims.is_none()
             && state
@@ -99,8 +101,8 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
                 .pool()
                 .era_of(&pool_key, &resolved.target)
                 .await
-                .map_err(GatewayError::from)?
-                == Era::Legacy);
+                .ok()
+                == Some(Era::Legacy));
     let (parts, body) = req.into_parts();
     if legacy {
         let limit = state.gateway.max_body_bytes;

@@ -841,3 +841,28 @@ async fn a_slow_upstream_is_a_gateway_timeout() {
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn upstream_answers_pass_through_unchanged_even_errors() {
+    let upstream = Upstream::spawn(Mode::Sessions).await;
+    *upstream.recorder.require_api_key.lock().await = Some("only-this".into());
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("locked", "mcp");
+    body["server"] = json!(upstream.url);
+    app.create(&key, body).await;
+    let url = format!("{}/v1/connectors-gateway/locked/mcp", app.base);
+    let resp = post_mcp(&reqwest::Client::new(), &url, &key, None, &rpc(1, "initialize", json!({
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}))).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "the upstream's own 401"
+    );
+    assert!(
+        resp.headers().get("proxy-status").is_none(),
+        "not gateway-authored"
+    );
+    assert_eq!(resp.text().await.unwrap(), "missing or wrong X-Api-Key");
+    app.finish().await;
+}
