@@ -117,7 +117,10 @@ impl App {
         let readiness = Readiness::new(store.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
         let credentials = Credentials::new(store.clone(), vault.clone(), registry.clone());
-        let tools = tools_service(&config, registry.clone(), credentials.clone())?;
+        let (pp, pb, cp, cb) = config.rate_limits;
+        let limits = Arc::new(crate::ratelimit::RateLimits::new(pp, pb, cp, cb));
+        let tools = tools_service(&config, registry.clone(), credentials.clone())?
+            .with_limits(limits.clone());
         let gateway = crate::gateway::Gateway::new(
             config.upstream.connect_timeout,
             config.upstream.call_timeout,
@@ -129,6 +132,7 @@ impl App {
         .map_err(BuildError::HttpClient)?
         .with_allow_lists(config.allowed_origins.clone(), config.allowed_hosts.clone());
         let state = AppState {
+            limits,
             gateway,
             config: config.clone(),
             registry,

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod gateway;
 pub mod identity;
 pub mod mcp;
+pub mod ratelimit;
 pub mod registry;
 pub mod store;
 pub mod telemetry;

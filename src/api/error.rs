@@ -89,6 +89,8 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{0}")]
     Unavailable(&'static str),
+    #[error("Rate limit reached; retry in {0} s")]
+    RateLimited(u64),
     #[error("{0}")]
     BadRequest(String),
     /// The upstream refused the credentials the gateway used (not the caller's API key).
@@ -124,6 +126,7 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UpstreamAuth(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -160,6 +163,7 @@ impl From<crate::tools::ToolsError> for ApiError {
         match e {
             ToolsError::Registry(r) => r.into(),
             ToolsError::NotMcp | ToolsError::NotHttp => ApiError::BadRequest(text),
+            ToolsError::RateLimited(secs) => ApiError::RateLimited(secs),
             ToolsError::Deactivated(_) => ApiError::Forbidden(text),
             ToolsError::CredentialsNotFound(_) => ApiError::NotFound(text),
             ToolsError::CredentialsRequired => ApiError::UpstreamAuth(text),
@@ -217,6 +221,11 @@ impl IntoResponse for ApiError {
             other => json!({ "detail": other.to_string() }),
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if let ApiError::RateLimited(secs) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+        }
         if matches!(self, ApiError::Unauthorized(_)) {
             response
                 .headers_mut()

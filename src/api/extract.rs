@@ -24,6 +24,7 @@ impl FromRequestParts<AppState> for Caller {
         match authenticate(&parts.headers, state).await {
             Ok(p) => Ok(Caller(p)),
             Err(AuthFailure::Denied(why)) => Err(ApiError::Unauthorized(why)),
+            Err(AuthFailure::Limited(secs)) => Err(ApiError::RateLimited(secs)),
             Err(AuthFailure::Store(e)) => Err(e.into()),
         }
     }
@@ -33,6 +34,8 @@ impl FromRequestParts<AppState> for Caller {
 #[derive(Debug)]
 pub enum AuthFailure {
     Denied(&'static str),
+    /// Over the principal's rate limit: retry after this many seconds.
+    Limited(u64),
     Store(crate::store::StoreError),
 }
 
@@ -56,7 +59,10 @@ pub async fn authenticate(
             "Authorization header must be `Bearer <API key>`",
         ))?;
     match state.keys.authenticate(key).await {
-        Ok(Some(p)) => Ok(p),
+        Ok(Some(p)) => match state.limits.check_principal(&p.user_id) {
+            Ok(()) => Ok(p),
+            Err(l) => Err(AuthFailure::Limited(l.retry_after_secs)),
+        },
         Ok(None) => Err(AuthFailure::Denied("Invalid API key")),
         Err(e) => Err(AuthFailure::Store(e)),
     }

@@ -32,6 +32,7 @@ pub struct AppState {
     pub tools: ToolsService,
     pub credentials: Credentials,
     pub gateway: crate::gateway::Gateway,
+    pub limits: std::sync::Arc<crate::ratelimit::RateLimits>,
 }
 
 /// The API router.

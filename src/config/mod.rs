@@ -50,6 +50,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// `Host`s accepted on `/mcp` (empty: any).
     pub allowed_hosts: Vec<String>,
+    /// (per principal per second, burst, per connector per second, burst); 0 = off.
+    pub rate_limits: (u32, u32, u32, u32),
     /// Non-fatal findings (e.g. an unknown `SWITCHBOARD_*` variable), reported at start-up.
     pub warnings: Vec<String>,
 }
@@ -256,6 +258,32 @@ impl Config {
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
                 .collect(),
+            rate_limits: (
+                ranged(
+                    "rate_limits.per_principal_per_second",
+                    raw.rate_limits.per_principal_per_second,
+                    0,
+                    1_000_000,
+                )?,
+                ranged(
+                    "rate_limits.principal_burst",
+                    raw.rate_limits.principal_burst,
+                    0,
+                    1_000_000,
+                )?,
+                ranged(
+                    "rate_limits.per_connector_per_second",
+                    raw.rate_limits.per_connector_per_second,
+                    0,
+                    1_000_000,
+                )?,
+                ranged(
+                    "rate_limits.connector_burst",
+                    raw.rate_limits.connector_burst,
+                    0,
+                    1_000_000,
+                )?,
+            ),
             tools_cache: ToolsCacheConfig {
                 ttl: Duration::from_secs(ranged(
                     "tools_cache.ttl_seconds",

@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub upstream: RawUpstream,
     pub tools_cache: RawToolsCache,
     pub gateway: RawGateway,
+    pub rate_limits: RawRateLimits,
 }
 
 impl Default for RawConfig {
@@ -37,6 +38,7 @@ impl Default for RawConfig {
             upstream: RawUpstream::default(),
             tools_cache: RawToolsCache::default(),
             gateway: RawGateway::default(),
+            rate_limits: RawRateLimits::default(),
         }
     }
 }
@@ -219,4 +221,14 @@ impl Default for RawGateway {
             allowed_hosts: Vec::new(),
         }
     }
+}
+
+/// Requests per second (0: no limit) and bursts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRateLimits {
+    pub per_principal_per_second: i64,
+    pub principal_burst: i64,
+    pub per_connector_per_second: i64,
+    pub connector_burst: i64,
 }

@@ -29,6 +29,8 @@ pub enum GatewayError {
     CredentialsRequired(String),
     #[error("Invalid path: dot segments are not allowed")]
     InvalidPath,
+    #[error("Rate limit reached; retry in {0} s")]
+    RateLimited(u64),
     #[error("{0}")]
     BadRequest(String),
     #[error("Request body too large (limit {0} bytes)")]
@@ -88,6 +90,12 @@ impl GatewayError {
                 true,
                 Some("invalid_path"),
             ),
+            GatewayError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "http_request_denied",
+                true,
+                Some("rate_limit_reached"),
+            ),
             GatewayError::BadRequest(_) => (
                 StatusCode::BAD_REQUEST,
                 "http_request_error",
@@ -140,6 +148,11 @@ impl IntoResponse for GatewayError {
         if let Ok(v) = HeaderValue::from_str(&member) {
             response.headers_mut().insert("proxy-status", v);
         }
+        if let GatewayError::RateLimited(secs) = &self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(*secs));
+        }
         response
     }
 }
@@ -170,6 +183,7 @@ impl From<ToolsError> for GatewayError {
             ToolsError::Registry(r) => r.into(),
             ToolsError::NotMcp => GatewayError::NotMcp,
             ToolsError::NotHttp => GatewayError::NotHttp,
+            ToolsError::RateLimited(secs) => GatewayError::RateLimited(secs),
             ToolsError::Deactivated(_) => GatewayError::Forbidden(text),
             ToolsError::CredentialsNotFound(_) => GatewayError::CredentialsNotFound(text),
             ToolsError::CredentialsRequired | ToolsError::CredentialsUnusable(_) => {

@@ -137,6 +137,7 @@ async fn caller(headers: &HeaderMap, state: &AppState) -> Result<Principal, Gate
     match authenticate(headers, state).await {
         Ok(p) => Ok(p),
         Err(AuthFailure::Denied(why)) => Err(GatewayError::Unauthorized(why)),
+        Err(AuthFailure::Limited(secs)) => Err(GatewayError::RateLimited(secs)),
         Err(AuthFailure::Store(e)) => Err(GatewayError::Internal(e.to_string())),
     }
 }

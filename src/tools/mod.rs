@@ -25,6 +25,8 @@ pub enum ToolsError {
     NotMcp,
     #[error("The connector does not support HTTP")]
     NotHttp,
+    #[error("Rate limit of this connector reached; retry in {0} s")]
+    RateLimited(u64),
     #[error("The connector is deactivated for your {}", .0.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "))]
     Deactivated(Vec<ConsumerType>),
     #[error("Credentials '{0}' not found for this connector")]
@@ -53,6 +55,7 @@ const CONNECTOR_CREDENTIAL: &str = "connector";
 
 #[derive(Debug, Clone)]
 pub struct ToolsService {
+    limits: Arc<crate::ratelimit::RateLimits>,
     registry: Registry,
     credentials: Credentials,
     pool: SessionPool,
@@ -96,11 +99,18 @@ impl ToolsService {
         cache: ToolsCache,
     ) -> Self {
         Self {
+            limits: Arc::new(crate::ratelimit::RateLimits::new(0, 0, 0, 0)),
             registry,
             credentials,
             pool,
             cache,
         }
+    }
+
+    /// Applies these rate limits to connector uses.
+    pub fn with_limits(mut self, limits: Arc<crate::ratelimit::RateLimits>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// A credential of the connector was created, changed or deleted.
@@ -231,6 +241,9 @@ impl ToolsService {
         let blocked = self.registry.blocked_by(p, &c).await?;
         if !blocked.is_empty() {
             return Err(ToolsError::Deactivated(blocked));
+        }
+        if let Err(l) = self.limits.check_connector(&c.id) {
+            return Err(ToolsError::RateLimited(l.retry_after_secs));
         }
         let selected = self.credentials.select(p, &c, choice).await?;
         let (credential, credential_secrets) = match (selected, choice) {

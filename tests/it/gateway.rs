@@ -866,3 +866,135 @@ async fn upstream_answers_pass_through_unchanged_even_errors() {
     assert_eq!(resp.text().await.unwrap(), "missing or wrong X-Api-Key");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    let (server, _task) = http_upstream().await;
+    let env = crate::harness::Env::new(Backend::Sqlite).unwrap();
+    let app = TestApp::start_with(
+        env,
+        &[
+            ("SWITCHBOARD_RATE_LIMITS_PER_PRINCIPAL_PER_SECOND", "1"),
+            ("SWITCHBOARD_RATE_LIMITS_PRINCIPAL_BURST", "3"),
+        ],
+    )
+    .await;
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("limited", "http");
+    body["server"] = json!(server);
+    app.create(&key, body).await; // 1
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/connectors-gateway/limited/http/x", app.base);
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    ); // 2
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    ); // 3
+    let resp = client.get(&url).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        proxy_status(&resp),
+        r#"connectors-gateway; error=http_request_denied; status-code=429; details="rate_limit_reached""#
+    );
+    assert!(
+        resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    // the same principal on the API: 429 with {"detail"} and Retry-After
+    let resp = client
+        .get(format!("{}/v1/connectors", app.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().get("retry-after").is_some());
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("Rate limit"));
+    // another principal is not affected
+    let bob = app.key_for("bob", "default", "default", false).await;
+    assert_eq!(
+        client
+            .get(format!("{}/v1/connectors", app.base))
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn per_connector_rate_limit() {
+    let (server, _task) = http_upstream().await;
+    let env = crate::harness::Env::new(Backend::Sqlite).unwrap();
+    let app = TestApp::start_with(
+        env,
+        &[
+            ("SWITCHBOARD_RATE_LIMITS_PER_CONNECTOR_PER_SECOND", "1"),
+            ("SWITCHBOARD_RATE_LIMITS_CONNECTOR_BURST", "2"),
+        ],
+    )
+    .await;
+    let key = app.admin_key().to_owned();
+    for name in ["busy-one", "quiet-one"] {
+        let mut body = connector_body(name, "http");
+        body["server"] = json!(server);
+        app.create(&key, body).await;
+    }
+    let client = reqwest::Client::new();
+    let url = |n: &str| format!("{}/v1/connectors-gateway/{n}/http/x", app.base);
+    for _ in 0..2 {
+        assert_eq!(
+            client
+                .get(url("busy-one"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let resp = client
+        .get(url("busy-one"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(proxy_status(&resp).contains(r#"details="rate_limit_reached""#));
+    assert_eq!(
+        client
+            .get(url("quiet-one"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK,
+        "one busy connector never affects another"
+    );
+    app.finish().await;
+}
