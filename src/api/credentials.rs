@@ -113,17 +113,7 @@ pub async fn create(
     PathParams((reference, raw_scope)): PathParams<(String, String)>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
-    let scope = scope(&raw_scope)?;
-    let input = parse_input(&body)?;
-    let c = state
-        .credentials
-        .create(&p, &reference, scope, input)
-        .await?;
-    state.tools.credentials_changed(&c.connector_id);
-    tracing::info!(connector = %c.connector_id, credential = %c.name, scope = %c.scope, "credentials created");
-    Ok(Json(
-        json!({ "message": format!("Credentials '{}' created", c.name) }),
-    ))
+    write(&state, &p, &reference, &raw_scope, &body, false).await
 }
 
 pub async fn upsert(
@@ -132,16 +122,30 @@ pub async fn upsert(
     PathParams((reference, raw_scope)): PathParams<(String, String)>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
-    let scope = scope(&raw_scope)?;
-    let input = parse_input(&body)?;
-    let c = state
-        .credentials
-        .upsert(&p, &reference, scope, input)
-        .await?;
+    write(&state, &p, &reference, &raw_scope, &body, true).await
+}
+
+/// POST (create) and PATCH (create or update) share everything but the service call.
+async fn write(
+    state: &AppState,
+    p: &crate::identity::Principal,
+    reference: &str,
+    raw_scope: &str,
+    body: &Map<String, Value>,
+    upsert: bool,
+) -> ApiResult<Json<Value>> {
+    let scope = scope(raw_scope)?;
+    let input = parse_input(body)?;
+    let c = if upsert {
+        state.credentials.upsert(p, reference, scope, input).await?
+    } else {
+        state.credentials.create(p, reference, scope, input).await?
+    };
     state.tools.credentials_changed(&c.connector_id);
-    tracing::info!(connector = %c.connector_id, credential = %c.name, scope = %c.scope, "credentials saved");
+    let done = if upsert { "saved" } else { "created" };
+    tracing::info!(connector = %c.connector_id, credential = %c.name, scope = %c.scope, "credentials {done}");
     Ok(Json(
-        json!({ "message": format!("Credentials '{}' saved", c.name) }),
+        json!({ "message": format!("Credentials '{}' {done}", c.name) }),
     ))
 }
 
