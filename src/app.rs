@@ -119,8 +119,33 @@ impl App {
         let credentials = Credentials::new(store.clone(), vault.clone(), registry.clone());
         let (pp, pb, cp, cb) = config.rate_limits;
         let limits = Arc::new(crate::ratelimit::RateLimits::new(pp, pb, cp, cb));
-        let tools = tools_service(&config, registry.clone(), credentials.clone())?
-            .with_limits(limits.clone());
+        let policy = crate::net::NetPolicy::new(&config.outbound.allow, config.outbound.allow_http)
+            .map_err(BuildError::HttpClient)?;
+        let oauth = crate::oauth::OAuth::new(
+            crate::oauth::HttpJson::new(
+                policy.clone(),
+                config.upstream.connect_timeout,
+                config
+                    .upstream
+                    .call_timeout
+                    .min(std::time::Duration::from_secs(30)),
+            )
+            .map_err(BuildError::HttpClient)?,
+            vault.clone(),
+            store.clone(),
+            registry.clone(),
+            credentials.clone(),
+            config.oauth.clone(),
+            &format!("http://{api_addr}"),
+            config
+                .upstream
+                .call_timeout
+                .min(std::time::Duration::from_secs(30)),
+        );
+        let tools = tools_service(&config, registry.clone(), credentials.clone(), &policy)?
+            .with_limits(limits.clone())
+            .with_policy(policy.clone())
+            .with_oauth(oauth.clone());
         let gateway = crate::gateway::Gateway::new(
             config.upstream.connect_timeout,
             config.upstream.call_timeout,
@@ -128,6 +153,7 @@ impl App {
             config.max_body_bytes,
             config.upstream.session_idle,
             config.upstream.max_sessions,
+            &policy,
         )
         .map_err(BuildError::HttpClient)?
         .with_allow_lists(config.allowed_origins.clone(), config.allowed_hosts.clone());
@@ -139,6 +165,7 @@ impl App {
             keys,
             tools,
             credentials,
+            oauth,
         };
         let api_task = serve(api_listener, api::router(state), stop_rx.clone());
         let admin_task = serve(admin_listener, admin::router(readiness.clone()), stop_rx);
@@ -160,6 +187,7 @@ fn tools_service(
     config: &Config,
     registry: Registry,
     credentials: Credentials,
+    policy: &crate::net::NetPolicy,
 ) -> Result<ToolsService, BuildError> {
     let settings = ClientSettings {
         connect_timeout: config.upstream.connect_timeout,
@@ -167,7 +195,7 @@ fn tools_service(
         client_name: "switchboard".into(),
         client_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let http = mcp::http_client(&settings).map_err(BuildError::HttpClient)?;
+    let http = mcp::http_client(&settings, policy).map_err(BuildError::HttpClient)?;
     let cache = ToolsCache::new(
         config.tools_cache.ttl,
         config.tools_cache.max_stale,

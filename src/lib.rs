@@ -12,6 +12,8 @@ pub mod credentials;
 pub mod gateway;
 pub mod identity;
 pub mod mcp;
+pub mod net;
+pub mod oauth;
 pub mod ratelimit;
 pub mod registry;
 pub mod store;

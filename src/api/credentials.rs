@@ -63,7 +63,7 @@ pub fn public_view(c: &Credential) -> Value {
         "authentication_type": c.authentication_type,
         "scope": c.scope.as_str(),
         "title": c.title,
-        "status": null,
+        "status": c.status.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
         "is_default": c.is_default,
         "creator_id": c.creator_id,
     })

@@ -195,6 +195,26 @@ impl From<crate::tools::ToolsError> for ApiError {
                 tracing::warn!(error = %e, "upstream MCP server misbehaved");
                 ApiError::BadGateway("Upstream MCP server sent an invalid answer".into())
             }
+            ToolsError::Refused(_) => ApiError::BadGateway(text),
+            ToolsError::OAuth(o) => o.into(),
+        }
+    }
+}
+
+impl From<crate::oauth::OAuthError> for ApiError {
+    fn from(e: crate::oauth::OAuthError) -> Self {
+        use crate::oauth::OAuthError;
+        let text = e.to_string();
+        match e {
+            OAuthError::Registry(r) => r.into(),
+            OAuthError::Credentials(c) => c.into(),
+            OAuthError::Store(s) => s.into(),
+            OAuthError::BadRequest(m) => ApiError::BadRequest(m),
+            OAuthError::RefreshFailed(_) => ApiError::UpstreamAuth(text),
+            OAuthError::Discovery(_)
+            | OAuthError::Refused(_)
+            | OAuthError::Unreachable(_)
+            | OAuthError::Provider(_) => ApiError::BadGateway(text),
         }
     }
 }

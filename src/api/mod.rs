@@ -7,6 +7,7 @@ mod dto;
 pub mod error;
 pub mod extract;
 mod fields;
+mod oauth;
 mod tools;
 pub mod view;
 
@@ -33,6 +34,7 @@ pub struct AppState {
     pub credentials: Credentials,
     pub gateway: crate::gateway::Gateway,
     pub limits: std::sync::Arc<crate::ratelimit::RateLimits>,
+    pub oauth: crate::oauth::OAuth,
 }
 
 /// The API router.
@@ -78,10 +80,16 @@ pub fn router(state: AppState) -> Router {
             "/connectors/{ref}/{scope}/credentials/{name}",
             axum::routing::delete(credentials::delete_one),
         )
+        .route("/connectors/{ref}/auth_url", get(oauth::auth_url))
+        .route(
+            "/connectors/{ref}/authentication_methods",
+            get(oauth::authentication_methods),
+        )
         .route("/connectors/{ref}/tools", get(tools::list))
         .route("/connectors/{ref}/tools/{*rest}", post(tools::call));
     Router::new()
         .nest("/v1", v1)
+        .route(crate::oauth::CALLBACK_PATH, get(oauth::callback))
         .merge(crate::gateway::router())
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

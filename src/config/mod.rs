@@ -52,8 +52,26 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// (per principal per second, burst, per connector per second, burst); 0 = off.
     pub rate_limits: (u32, u32, u32, u32),
+    pub outbound: OutboundConfig,
+    pub oauth: OAuthConfig,
     /// Non-fatal findings (e.g. an unknown `SWITCHBOARD_*` variable), reported at start-up.
     pub warnings: Vec<String>,
+}
+
+/// The outbound policy (SSRF guard).
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    pub allow: Vec<String>,
+    pub allow_http: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// The gateway's public base URL (no trailing `/`); `None`: the API listener's address.
+    pub public_url: Option<url::Url>,
+    pub return_urls: Vec<String>,
+    pub refresh_skew: Duration,
+    pub state_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +321,53 @@ impl Config {
                     1,
                     10_000_000,
                 )?,
+            },
+            outbound: OutboundConfig {
+                allow: {
+                    let allow: Vec<String> = raw
+                        .outbound
+                        .allow
+                        .iter()
+                        .map(|a| a.trim().to_owned())
+                        .filter(|a| !a.is_empty())
+                        .collect();
+                    crate::net::NetPolicy::new(&allow, raw.outbound.allow_http)
+                        .map_err(|e| ConfigError::new("outbound.allow", e))?;
+                    allow
+                },
+                allow_http: raw.outbound.allow_http,
+            },
+            oauth: OAuthConfig {
+                public_url: match non_empty(&raw.oauth.public_url) {
+                    None => None,
+                    Some(u) => Some(
+                        url::Url::parse(u.trim_end_matches('/'))
+                            .ok()
+                            .filter(|u| matches!(u.scheme(), "http" | "https"))
+                            .ok_or_else(|| {
+                                ConfigError::new("oauth.public_url", "expected an http(s) URL")
+                            })?,
+                    ),
+                },
+                return_urls: raw
+                    .oauth
+                    .return_urls
+                    .iter()
+                    .map(|u| u.trim().to_owned())
+                    .filter(|u| !u.is_empty())
+                    .collect(),
+                refresh_skew: Duration::from_secs(ranged(
+                    "oauth.refresh_skew_seconds",
+                    raw.oauth.refresh_skew_seconds,
+                    0,
+                    86_400,
+                )?),
+                state_ttl: Duration::from_secs(ranged(
+                    "oauth.state_ttl_seconds",
+                    raw.oauth.state_ttl_seconds,
+                    1,
+                    86_400,
+                )?),
             },
         })
     }

@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub tools_cache: RawToolsCache,
     pub gateway: RawGateway,
     pub rate_limits: RawRateLimits,
+    pub outbound: RawOutbound,
+    pub oauth: RawOAuth,
 }
 
 impl Default for RawConfig {
@@ -39,6 +41,8 @@ impl Default for RawConfig {
             tools_cache: RawToolsCache::default(),
             gateway: RawGateway::default(),
             rate_limits: RawRateLimits::default(),
+            outbound: RawOutbound::default(),
+            oauth: RawOAuth::default(),
         }
     }
 }
@@ -231,4 +235,42 @@ pub struct RawRateLimits {
     pub principal_burst: i64,
     pub per_connector_per_second: i64,
     pub connector_burst: i64,
+}
+
+/// The outbound policy (SSRF guard) for every URL the gateway fetches.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOutbound {
+    /// Networks (`10.0.0.0/8`, `127.0.0.1`, `::1`) and host names exempt from the refusal of
+    /// loopback, private, link-local and other non-public addresses.
+    pub allow: Vec<String>,
+    /// Whether plain `http://` URLs are allowed (besides `https://`).
+    pub allow_http: bool,
+}
+
+/// OAuth 2 for upstream connectors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOAuth {
+    /// The gateway's public base URL as browsers reach it (the callback is
+    /// `<public_url>/oauth/callback`). Empty: the API listener's address.
+    pub public_url: String,
+    /// `app_return_url` prefixes the callback may redirect to; any other return URL gets a
+    /// success page instead of a redirect.
+    pub return_urls: Vec<String>,
+    /// Access tokens are refreshed this many seconds before they expire.
+    pub refresh_skew_seconds: i64,
+    /// How long an authorization URL (its state) stays valid.
+    pub state_ttl_seconds: i64,
+}
+
+impl Default for RawOAuth {
+    fn default() -> Self {
+        Self {
+            public_url: String::new(),
+            return_urls: Vec::new(),
+            refresh_skew_seconds: 60,
+            state_ttl_seconds: 600,
+        }
+    }
 }

@@ -8,7 +8,7 @@ mod service;
 
 pub use model::{
     Credential, CredentialInput, CredentialName, CredentialScope, CredentialSecrets, OAuthClient,
-    SelectedCredential,
+    OAuthTokens, SelectedCredential,
 };
 pub use rules::RuleError;
 pub use service::{Choice, CredentialFilter, Credentials, CredentialsError};

@@ -56,6 +56,36 @@ pub struct CredentialSecrets {
     pub bearer_token: Option<SecretString>,
     pub headers: Vec<(String, SecretString)>,
     pub oauth: Option<OAuthClient>,
+    /// Tokens obtained by the authorization-code flow (`auth_url` → callback).
+    pub tokens: Option<OAuthTokens>,
+}
+
+/// OAuth tokens and what refreshing them needs (the client and the token endpoint).
+pub struct OAuthTokens {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    /// Unix seconds; `None`: the provider gave no lifetime.
+    pub expires_at: Option<i64>,
+    pub scope: Option<String>,
+    pub issuer: String,
+    pub token_endpoint: String,
+    /// RFC 8707 resource the tokens are for (sent again on refresh).
+    pub resource: Option<String>,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    /// `client_secret_basic`, `client_secret_post` or `none`.
+    pub client_auth_method: String,
+}
+
+impl std::fmt::Debug for OAuthTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthTokens")
+            .field("expires_at", &self.expires_at)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for CredentialSecrets {
@@ -68,6 +98,7 @@ impl std::fmt::Debug for CredentialSecrets {
             )
             .field("header_names", &names)
             .field("oauth", &self.oauth)
+            .field("tokens", &self.tokens)
             .finish()
     }
 }
@@ -81,6 +112,22 @@ struct SealedForm {
     headers: Vec<SealedHeader>,
     #[serde(default)]
     oauth: Option<SealedOAuth>,
+    #[serde(default)]
+    tokens: Option<SealedTokens>,
+}
+
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct SealedTokens {
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_at: Option<i64>,
+    scope: Option<String>,
+    issuer: String,
+    token_endpoint: String,
+    resource: Option<String>,
+    client_id: String,
+    client_secret: Option<String>,
+    client_auth_method: String,
 }
 
 #[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
@@ -121,6 +168,18 @@ impl CredentialSecrets {
                 client_certificate: o.client_certificate.clone(),
                 client_private_key: expose(&o.client_private_key),
             }),
+            tokens: self.tokens.as_ref().map(|t| SealedTokens {
+                access_token: t.access_token.expose_secret().to_owned(),
+                refresh_token: expose(&t.refresh_token),
+                expires_at: t.expires_at,
+                scope: t.scope.clone(),
+                issuer: t.issuer.clone(),
+                token_endpoint: t.token_endpoint.clone(),
+                resource: t.resource.clone(),
+                client_id: t.client_id.clone(),
+                client_secret: expose(&t.client_secret),
+                client_auth_method: t.client_auth_method.clone(),
+            }),
         };
         vault.seal_json(&form, &RecordIdentity::credential_secrets(credential_id))
     }
@@ -143,11 +202,26 @@ impl CredentialSecrets {
                 client_certificate: o.client_certificate.clone(),
                 client_private_key: secret(&o.client_private_key),
             }),
+            tokens: form.tokens.as_ref().map(|t| OAuthTokens {
+                access_token: SecretString::from(t.access_token.as_str()),
+                refresh_token: secret(&t.refresh_token),
+                expires_at: t.expires_at,
+                scope: t.scope.clone(),
+                issuer: t.issuer.clone(),
+                token_endpoint: t.token_endpoint.clone(),
+                resource: t.resource.clone(),
+                client_id: t.client_id.clone(),
+                client_secret: secret(&t.client_secret),
+                client_auth_method: t.client_auth_method.clone(),
+            }),
         })
     }
 
     /// The authentication type this material implies (§5.10 Proposal).
     pub fn authentication_type(&self) -> Result<AuthenticationType, &'static str> {
+        if self.tokens.is_some() {
+            return Ok(AuthenticationType::Oauth2);
+        }
         match (&self.bearer_token, &self.oauth, self.headers.is_empty()) {
             (Some(_), Some(_), _) => Err("give either bearer_token or oauth, not both"),
             (Some(_), None, _) => Ok(AuthenticationType::Bearer),
@@ -183,6 +257,8 @@ pub struct Credential {
     pub sealed: Vec<u8>,
     pub created_at: String,
     pub modified_at: String,
+    /// CredentialsStatus JSON (§4.4), when known.
+    pub status: Option<String>,
 }
 
 impl Credential {
@@ -200,6 +276,7 @@ impl Credential {
             sealed: r.secrets,
             created_at: r.created_at,
             modified_at: r.modified_at,
+            status: r.status,
         })
     }
 
@@ -217,6 +294,7 @@ impl Credential {
             secrets: self.sealed.clone(),
             created_at: self.created_at.clone(),
             modified_at: self.modified_at.clone(),
+            status: self.status.clone(),
         }
     }
 }
@@ -225,6 +303,8 @@ impl Credential {
 #[derive(Debug)]
 pub struct SelectedCredential {
     pub id: String,
+    /// The set the credential belongs to (for writing refreshed tokens back).
+    pub set: crate::store::CredentialSetKey,
     pub version: String,
     pub authentication_type: String,
     pub secrets: CredentialSecrets,

@@ -166,6 +166,7 @@ mod tests {
             sealed: vec![],
             created_at: format!("t-{name}"),
             modified_at: format!("t-{name}"),
+            status: None,
         }
     }
 

@@ -189,15 +189,11 @@ impl Credentials {
             Choice::Default => None,
             Choice::Id(id) => {
                 let mine = self.mine(p, c).await?;
-                let Some(cr) = mine.iter().find(|cr| cr.id == id) else {
-                    return Ok(None);
-                };
-                return Ok(Some(SelectedCredential {
-                    id: cr.id.clone(),
-                    version: cr.modified_at.clone(),
-                    authentication_type: cr.authentication_type.clone(),
-                    secrets: CredentialSecrets::open(&self.vault, &cr.id, &cr.sealed)?,
-                }));
+                return mine
+                    .iter()
+                    .find(|cr| cr.id == id)
+                    .map(|cr| self.opened(cr))
+                    .transpose();
             }
         };
         let mine = self.mine(p, c).await?;
@@ -220,13 +216,85 @@ impl Credentials {
                 }
             }
         });
-        let Some(cr) = chosen else { return Ok(None) };
-        Ok(Some(SelectedCredential {
+        chosen.map(|cr| self.opened(cr)).transpose()
+    }
+
+    fn opened(&self, cr: &Credential) -> Result<SelectedCredential, CredentialsError> {
+        Ok(SelectedCredential {
             id: cr.id.clone(),
+            set: CredentialSetKey {
+                connector_id: cr.connector_id.clone(),
+                scope: cr.scope.as_str().to_owned(),
+                owner_id: cr.owner_id.clone(),
+            },
             version: cr.modified_at.clone(),
             authentication_type: cr.authentication_type.clone(),
             secrets: CredentialSecrets::open(&self.vault, &cr.id, &cr.sealed)?,
-        }))
+        })
+    }
+
+    /// Re-reads one credential of a set (e.g. after another process refreshed its tokens).
+    pub async fn reread(
+        &self,
+        set: &CredentialSetKey,
+        id: &str,
+    ) -> Result<Option<SelectedCredential>, CredentialsError> {
+        let rows = self.store.credential_set(set).await?.rows;
+        rows_to_creds(rows)
+            .iter()
+            .find(|cr| cr.id == id)
+            .map(|cr| self.opened(cr))
+            .transpose()
+    }
+
+    /// Replaces a credential's secrets (refreshed tokens) and status, keeping everything else
+    /// (its `modified_at` too: it is the same credential). `Ok(false)` if it no longer exists.
+    pub async fn replace_secrets(
+        &self,
+        set: &CredentialSetKey,
+        id: &str,
+        secrets: Option<&CredentialSecrets>,
+        status: Option<String>,
+    ) -> Result<bool, CredentialsError> {
+        let mut found = false;
+        self.apply(set, |creds| {
+            let Some(existing) = creds.iter().find(|cr| cr.id == id) else {
+                found = false;
+                return Ok(SetChange::default());
+            };
+            found = true;
+            let mut updated = existing.clone();
+            if let Some(secrets) = secrets {
+                updated.sealed = secrets.seal(&self.vault, id);
+            }
+            updated.status.clone_from(&status);
+            Ok(SetChange {
+                upserts: vec![updated],
+                deletes: vec![],
+            })
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// Stores the tokens of a completed authorization as the caller's user-scope credential
+    /// `name` (created, or replaced when it exists: a re-authorization).
+    pub async fn save_authorized(
+        &self,
+        p: &Principal,
+        connector_id: &str,
+        name: super::CredentialName,
+        title: Option<String>,
+        secrets: CredentialSecrets,
+    ) -> Result<Credential, CredentialsError> {
+        let input = CredentialInput {
+            name,
+            title: title.map(Some),
+            is_default: None,
+            secrets: Some(secrets),
+        };
+        self.write(p, connector_id, ConsumerType::User, input, true)
+            .await
     }
 
     async fn writable(
@@ -272,6 +340,7 @@ impl Credentials {
                         if let Some(secrets) = &input.secrets {
                             updated.authentication_type = auth_type(&c, secrets)?;
                             updated.sealed = secrets.seal(&self.vault, &updated.id);
+                            updated.status = None;
                         }
                         Ok(rules::update(
                             set,
@@ -299,6 +368,7 @@ impl Credentials {
                             creator_id: p.user_id.clone(),
                             created_at: now.clone(),
                             modified_at: now.clone(),
+                            status: None,
                         };
                         Ok(rules::create(set, new, input.is_default, &now)?)
                     }

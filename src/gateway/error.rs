@@ -39,6 +39,10 @@ pub enum GatewayError {
     UpstreamUnavailable(String),
     #[error("Upstream timed out")]
     UpstreamTimeout,
+    #[error("{0}")]
+    CredentialsRefreshFailed(String),
+    #[error("{0}")]
+    DestinationProhibited(String),
     /// Logged with its cause; the caller sees a generic message.
     #[error("Internal gateway error")]
     Internal(String),
@@ -120,6 +124,18 @@ impl GatewayError {
                 false,
                 Some("upstream_timeout"),
             ),
+            GatewayError::CredentialsRefreshFailed(_) => (
+                StatusCode::UNAUTHORIZED,
+                "http_request_error",
+                true,
+                Some("credentials_refresh_failed"),
+            ),
+            GatewayError::DestinationProhibited(_) => (
+                StatusCode::BAD_GATEWAY,
+                "destination_ip_prohibited",
+                false,
+                Some("destination_not_allowed"),
+            ),
             GatewayError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "proxy_internal_error",
@@ -166,6 +182,23 @@ impl From<McpError> for GatewayError {
     }
 }
 
+impl From<crate::oauth::OAuthError> for GatewayError {
+    fn from(e: crate::oauth::OAuthError) -> Self {
+        use crate::oauth::OAuthError;
+        let text = e.to_string();
+        match e {
+            OAuthError::Registry(r) => r.into(),
+            OAuthError::RefreshFailed(_) => GatewayError::CredentialsRefreshFailed(text),
+            OAuthError::Refused(_) => GatewayError::DestinationProhibited(text),
+            OAuthError::BadRequest(m) => GatewayError::BadRequest(m),
+            OAuthError::Credentials(_) | OAuthError::Store(_) => GatewayError::Internal(text),
+            OAuthError::Discovery(_) | OAuthError::Unreachable(_) | OAuthError::Provider(_) => {
+                GatewayError::CredentialsRefreshFailed(text)
+            }
+        }
+    }
+}
+
 impl From<RegistryError> for GatewayError {
     fn from(e: RegistryError) -> Self {
         match e {
@@ -196,6 +229,8 @@ impl From<ToolsError> for GatewayError {
             ToolsError::Rpc(rpc) => {
                 GatewayError::Internal(format!("unexpected JSON-RPC error {}", rpc.code))
             }
+            ToolsError::Refused(_) => GatewayError::DestinationProhibited(text),
+            ToolsError::OAuth(o) => o.into(),
         }
     }
 }

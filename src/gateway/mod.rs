@@ -51,13 +51,9 @@ impl Gateway {
         max_body_bytes: usize,
         session_idle: Duration,
         max_sessions: u64,
+        policy: &crate::net::NetPolicy,
     ) -> Result<Self, String> {
-        let base = || {
-            reqwest::Client::builder()
-                .connect_timeout(connect_timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-        };
+        let base = || policy.client_builder().connect_timeout(connect_timeout);
         Ok(Self {
             http: base()
                 .read_timeout(idle_timeout)

@@ -53,6 +53,8 @@ impl McpError {
     fn from_reqwest(e: reqwest::Error) -> Self {
         if e.is_timeout() {
             McpError::Timeout
+        } else if let Some(refused) = crate::net::refused_in(&e) {
+            McpError::Unreachable(refused)
         } else {
             // Do not echo URLs with credentials in them: reqwest errors carry the URL.
             McpError::Unreachable(e.without_url().to_string())
@@ -136,13 +138,15 @@ pub struct ClientSettings {
     pub client_version: String,
 }
 
-/// Builds the shared HTTP client for upstream MCP traffic: no redirects followed, no proxies
-/// from the environment, connect timeout applied.
-pub fn http_client(settings: &ClientSettings) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+/// Builds the shared HTTP client for upstream MCP traffic: the outbound policy's resolver, no
+/// redirects followed, no proxies from the environment, connect timeout applied.
+pub fn http_client(
+    settings: &ClientSettings,
+    policy: &crate::net::NetPolicy,
+) -> Result<reqwest::Client, String> {
+    policy
+        .client_builder()
         .connect_timeout(settings.connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
         .build()
         .map_err(|e| e.to_string())
 }

@@ -97,6 +97,21 @@ pub struct CredentialRow {
     pub secrets: Vec<u8>,
     pub created_at: String,
     pub modified_at: String,
+    /// The credential's CredentialsStatus (§4.4) as JSON, when known.
+    pub status: Option<String>,
+}
+
+/// A dynamically registered OAuth client (RFC 7591), per (issuer, redirect URI); `secrets` is
+/// a vault blob holding the client secret, when the provider issued one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthClientRow {
+    pub id: String,
+    pub issuer: String,
+    pub redirect_uri: String,
+    pub client_id: String,
+    pub auth_method: String,
+    pub secrets: Option<Vec<u8>>,
+    pub created_at: String,
 }
 
 /// The credentials of one consumer for one connector: the unit of consistent writes
@@ -211,4 +226,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         scope: &str,
         keep_user: &str,
     ) -> Result<u64, StoreError>;
+
+    async fn oauth_client(
+        &self,
+        issuer: &str,
+        redirect_uri: &str,
+    ) -> Result<Option<OAuthClientRow>, StoreError>;
+    /// Inserts a registration unless one exists for (issuer, redirect URI): `false` then.
+    async fn insert_oauth_client(&self, row: &OAuthClientRow) -> Result<bool, StoreError>;
+    async fn delete_oauth_client(&self, id: &str) -> Result<(), StoreError>;
+    /// Marks an authorization state used; `false` if it already was (a replay). Forgets
+    /// states that expired before `now` (unix seconds).
+    async fn consume_oauth_state(
+        &self,
+        nonce: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Takes the lease `name` until `until_ms` if it is free or expired (unix milliseconds).
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError>;
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 }

@@ -10,7 +10,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use super::{
     ApiKeyRow, BackendKind, ConnectorPageQuery, ConnectorRow, Consumer, CredentialRow,
-    CredentialSet, CredentialSetKey, SealedRecord, Store, StoreError,
+    CredentialSet, CredentialSetKey, OAuthClientRow, SealedRecord, Store, StoreError,
 };
 use crate::config::{StoreBackend, StoreConfig};
 
@@ -148,7 +148,7 @@ fn connector_from(row: &AnyRow) -> Result<ConnectorRow, sqlx::Error> {
 }
 
 const CREDENTIAL_COLUMNS: &str = "id, connector_id, scope, owner_id, name, title, \
-     authentication_type, is_default, creator_id, secrets, created_at, modified_at";
+     authentication_type, is_default, creator_id, secrets, created_at, modified_at, status";
 
 fn credential_from(row: &AnyRow) -> Result<CredentialRow, sqlx::Error> {
     Ok(CredentialRow {
@@ -164,6 +164,7 @@ fn credential_from(row: &AnyRow) -> Result<CredentialRow, sqlx::Error> {
         secrets: row.try_get("secrets")?,
         created_at: row.try_get("created_at")?,
         modified_at: row.try_get("modified_at")?,
+        status: row.try_get("status")?,
     })
 }
 
@@ -414,6 +415,10 @@ impl Store for SqlStore {
                 "SELECT id, secrets FROM connectors WHERE secrets IS NOT NULL",
             ),
             ("credential", "SELECT id, secrets FROM credentials"),
+            (
+                "oauth_client",
+                "SELECT id, secrets FROM oauth_clients WHERE secrets IS NOT NULL",
+            ),
         ] {
             for r in sqlx::query(sql).fetch_all(&self.pool).await? {
                 out.push(SealedRecord {
@@ -430,6 +435,7 @@ impl Store for SqlStore {
         let table = match record.kind {
             "connector" => "connectors",
             "credential" => "credentials",
+            "oauth_client" => "oauth_clients",
             other => {
                 return Err(StoreError::Conflict(format!(
                     "unknown sealed record kind {other}"
@@ -517,9 +523,9 @@ impl Store for SqlStore {
         }
         let upsert = self.sql(&format!(
             "INSERT INTO credentials ({CREDENTIAL_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (id) DO UPDATE SET name = $5, title = $6, authentication_type = $7, \
-             is_default = $8, secrets = $10, modified_at = $12"
+             is_default = $8, secrets = $10, modified_at = $12, status = $13"
         ));
         for r in upserts {
             sqlx::query(&upsert)
@@ -535,6 +541,7 @@ impl Store for SqlStore {
                 .bind(r.secrets.clone())
                 .bind(&r.created_at)
                 .bind(&r.modified_at)
+                .bind(r.status.clone())
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_or(e, "a credential with this name already exists"))?;
@@ -592,5 +599,108 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         Ok(removed)
+    }
+
+    async fn oauth_client(
+        &self,
+        issuer: &str,
+        redirect_uri: &str,
+    ) -> Result<Option<OAuthClientRow>, StoreError> {
+        let row = sqlx::query(&self.sql(
+            "SELECT id, issuer, redirect_uri, client_id, auth_method, secrets, created_at \
+             FROM oauth_clients WHERE issuer = $1 AND redirect_uri = $2",
+        ))
+        .bind(issuer)
+        .bind(redirect_uri)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(OAuthClientRow {
+                id: r.try_get("id")?,
+                issuer: r.try_get("issuer")?,
+                redirect_uri: r.try_get("redirect_uri")?,
+                client_id: r.try_get("client_id")?,
+                auth_method: r.try_get("auth_method")?,
+                secrets: r.try_get("secrets")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+        .map_err(StoreError::Database)
+    }
+
+    async fn insert_oauth_client(&self, r: &OAuthClientRow) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.sql(
+            "INSERT INTO oauth_clients (id, issuer, redirect_uri, client_id, auth_method, secrets, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (issuer, redirect_uri) DO NOTHING",
+        ))
+        .bind(&r.id)
+        .bind(&r.issuer)
+        .bind(&r.redirect_uri)
+        .bind(&r.client_id)
+        .bind(&r.auth_method)
+        .bind(r.secrets.clone())
+        .bind(&r.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_oauth_client(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.sql("DELETE FROM oauth_clients WHERE id = $1"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn consume_oauth_state(
+        &self,
+        nonce: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        sqlx::query(&self.sql("DELETE FROM oauth_states WHERE expires_at < $1"))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let done = sqlx::query(&self.sql(
+            "INSERT INTO oauth_states (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+        ))
+        .bind(nonce)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.sql(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = $2, expires_at = $3 \
+             WHERE leases.expires_at < $4",
+        ))
+        .bind(name)
+        .bind(holder)
+        .bind(until_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.sql("DELETE FROM leases WHERE name = $1 AND holder = $2"))
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@ mod upstream;
 
 use std::sync::Arc;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use crate::cache::{CacheOutcome, ToolsCache, ToolsKey, ToolsList};
@@ -46,6 +47,11 @@ pub enum ToolsError {
     /// The upstream answered with a JSON-RPC error.
     #[error("Upstream MCP error {}: {}", .0.code, .0.message)]
     Rpc(RpcError),
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
+    /// The outbound policy refused the connector's server.
+    #[error("The connector's server is not an allowed destination: {0}")]
+    Refused(String),
 }
 
 /// How many `tools/list` pages are followed at most (a loop guard).
@@ -60,6 +66,8 @@ pub struct ToolsService {
     credentials: Credentials,
     pool: SessionPool,
     cache: ToolsCache,
+    oauth: Option<crate::oauth::OAuth>,
+    policy: crate::net::NetPolicy,
 }
 
 /// What a use of a connector needs from it.
@@ -76,6 +84,16 @@ pub struct Resolved {
     pub connector: Connector,
     pub target: Target,
     pub credential: String,
+    /// The access token injected, when it came from an OAuth credential (an upstream 401
+    /// then means: refresh and try once more).
+    pub oauth_bearer: Option<SecretString>,
+}
+
+impl Resolved {
+    /// The OAuth access token that was injected, if any.
+    pub fn rejected_token(&self) -> Option<&str> {
+        self.oauth_bearer.as_ref().map(ExposeSecret::expose_secret)
+    }
 }
 
 impl Resolved {
@@ -89,6 +107,7 @@ impl Resolved {
 struct Use {
     pool_key: PoolKey,
     target: Target,
+    oauth_bearer: Option<SecretString>,
 }
 
 impl ToolsService {
@@ -104,7 +123,21 @@ impl ToolsService {
             credentials,
             pool,
             cache,
+            oauth: None,
+            policy: crate::net::NetPolicy::permissive(),
         }
+    }
+
+    /// Refuses upstream URLs this outbound policy refuses.
+    pub fn with_policy(mut self, policy: crate::net::NetPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Uses this OAuth service for `oauth2` credentials.
+    pub fn with_oauth(mut self, oauth: crate::oauth::OAuth) -> Self {
+        self.oauth = Some(oauth);
+        self
     }
 
     /// Applies these rate limits to connector uses.
@@ -135,13 +168,33 @@ impl ToolsService {
         credentials_name: Option<&str>,
         refresh: bool,
     ) -> Result<(Arc<ToolsList>, CacheOutcome), ToolsError> {
-        let (_, u) = self.prepare(p, reference, credentials_name).await?;
+        let (_, u) = self.prepare(p, reference, credentials_name, None).await?;
+        match self.list_with(&u, refresh).await {
+            Err(ToolsError::Upstream(McpError::AuthRejected(401))) if u.oauth_bearer.is_some() => {
+                let rejected = u
+                    .oauth_bearer
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned());
+                let (_, u) = self
+                    .prepare(p, reference, credentials_name, rejected.as_deref())
+                    .await?;
+                self.list_with(&u, refresh).await
+            }
+            other => other,
+        }
+    }
+
+    async fn list_with(
+        &self,
+        u: &Use,
+        refresh: bool,
+    ) -> Result<(Arc<ToolsList>, CacheOutcome), ToolsError> {
         let key = ToolsKey {
             connector_id: u.pool_key.connector_id.clone(),
             connector_version: u.pool_key.connector_version.clone(),
             credential: u.pool_key.credential.clone(),
         };
-        let fetch = self.fetch_all(&u);
+        let fetch = self.fetch_all(u);
         let (list, outcome) = self
             .cache
             .get(&key, refresh, fetch)
@@ -165,16 +218,28 @@ impl ToolsService {
         arguments: Value,
         credentials_name: Option<&str>,
     ) -> Result<Value, ToolsError> {
-        let (_, u) = self.prepare(p, reference, credentials_name).await?;
+        let (_, u) = self.prepare(p, reference, credentials_name, None).await?;
         let params = json!({"name": tool, "arguments": arguments});
-        match self
+        let answer = match self
             .pool
-            .request(&u.pool_key, &u.target, "tools/call", params)
-            .await?
+            .request(&u.pool_key, &u.target, "tools/call", params.clone())
+            .await
         {
-            Ok(result) => Ok(result),
-            Err(rpc) => Err(ToolsError::Rpc(rpc)),
-        }
+            Err(McpError::AuthRejected(401)) if u.oauth_bearer.is_some() => {
+                let rejected = u
+                    .oauth_bearer
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned());
+                let (_, u) = self
+                    .prepare(p, reference, credentials_name, rejected.as_deref())
+                    .await?;
+                self.pool
+                    .request(&u.pool_key, &u.target, "tools/call", params)
+                    .await?
+            }
+            other => other?,
+        };
+        answer.map_err(ToolsError::Rpc)
     }
 
     /// The connector's tools if a list reached with its own headers is cached (never fetches).
@@ -202,10 +267,11 @@ impl ToolsService {
         p: &Principal,
         reference: &str,
         credentials_name: Option<&str>,
+        rejected: Option<&str>,
     ) -> Result<(Connector, Use), ToolsError> {
         let choice = credentials_name.map_or(Choice::Default, Choice::Named);
         let r = self
-            .resolve_upstream(p, reference, choice, Need::Mcp)
+            .resolve_upstream_rejecting(p, reference, choice, Need::Mcp, rejected)
             .await?;
         let pool_key = PoolKey {
             connector_id: r.connector.id.clone(),
@@ -217,6 +283,7 @@ impl ToolsService {
             Use {
                 pool_key,
                 target: r.target,
+                oauth_bearer: r.oauth_bearer,
             },
         ))
     }
@@ -229,6 +296,20 @@ impl ToolsService {
         reference: &str,
         choice: Choice<'_>,
         need: Need,
+    ) -> Result<Resolved, ToolsError> {
+        self.resolve_upstream_rejecting(p, reference, choice, need, None)
+            .await
+    }
+
+    /// [`Self::resolve_upstream`] after the upstream refused the OAuth access token
+    /// `rejected`: a refreshed token is injected (one refresh, whoever asks).
+    pub async fn resolve_upstream_rejecting(
+        &self,
+        p: &Principal,
+        reference: &str,
+        choice: Choice<'_>,
+        need: Need,
+        rejected: Option<&str>,
     ) -> Result<Resolved, ToolsError> {
         let c = self.registry.resolve(p, reference).await?;
         match need {
@@ -246,6 +327,7 @@ impl ToolsService {
             return Err(ToolsError::RateLimited(l.retry_after_secs));
         }
         let selected = self.credentials.select(p, &c, choice).await?;
+        let mut oauth_bearer = None;
         let (credential, credential_secrets) = match (selected, choice) {
             (None, Choice::Named(name)) => {
                 return Err(ToolsError::CredentialsNotFound(name.to_owned()));
@@ -260,19 +342,36 @@ impl ToolsService {
             }
             (None, Choice::Default) => (CONNECTOR_CREDENTIAL.to_owned(), None),
             (Some(sel), _) if sel.authentication_type == "oauth2" => {
-                return Err(ToolsError::CredentialsUnusable(
-                    "OAuth2 credentials cannot be used until the OAuth token exchange is available",
-                ));
+                let oauth = self.oauth.as_ref().ok_or(ToolsError::CredentialsUnusable(
+                    "OAuth2 credentials cannot be used: OAuth is not configured",
+                ))?;
+                let token = oauth.bearer(&c, &sel, rejected).await?;
+                let key = format!(
+                    "{}@{}#{}",
+                    sel.id,
+                    sel.version,
+                    crate::oauth::fingerprint(token.expose_secret())
+                );
+                let mut secrets = sel.secrets;
+                secrets.tokens = None;
+                secrets.oauth = None;
+                secrets.bearer_token = Some(token.clone());
+                oauth_bearer = Some(token);
+                (key, Some(secrets))
             }
             (Some(sel), _) => (format!("{}@{}", sel.id, sel.version), Some(sel.secrets)),
         };
         let secrets = c.open_secrets(self.registry.vault())?;
         let target = upstream_target(&c, &secrets, credential_secrets.as_ref())
             .map_err(ToolsError::BadTarget)?;
+        self.policy
+            .check_url(&target.url)
+            .map_err(|e| ToolsError::Refused(e.to_string()))?;
         Ok(Resolved {
             connector: c,
             target,
             credential,
+            oauth_bearer,
         })
     }
 

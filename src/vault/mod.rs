@@ -49,6 +49,7 @@ impl RecordIdentity {
         match kind {
             "connector" => Some(Self::connector_secrets(id)),
             "credential" => Some(Self::credential_secrets(id)),
+            "oauth_client" => Some(Self::oauth_client_secrets(id)),
             _ => None,
         }
     }
@@ -61,6 +62,16 @@ impl RecordIdentity {
     /// The secrets of credential `id`.
     pub fn credential_secrets(id: &str) -> Self {
         Self(format!("switchboard/credential/{id}/secrets"))
+    }
+
+    /// The secret of a dynamically registered OAuth client.
+    pub fn oauth_client_secrets(id: &str) -> Self {
+        Self(format!("switchboard/oauth-client/{id}/secrets"))
+    }
+
+    /// An OAuth authorization state (sent through the user's browser and back).
+    pub fn oauth_state() -> Self {
+        Self("switchboard/oauth-state".into())
     }
 
     pub fn as_bytes(&self) -> &[u8] {

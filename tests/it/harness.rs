@@ -68,6 +68,12 @@ impl Env {
             ),
             ("SWITCHBOARD_SHUTDOWN_GRACE_SECONDS".into(), "5".into()),
             ("SWITCHBOARD_LIMITS_MAX_BODY_BYTES".into(), "65536".into()),
+            // Upstream fixtures run on loopback over plain HTTP.
+            (
+                "SWITCHBOARD_OUTBOUND_ALLOW".into(),
+                "127.0.0.0/8,::1".into(),
+            ),
+            ("SWITCHBOARD_OUTBOUND_ALLOW_HTTP".into(), "true".into()),
         ];
         if let Some(s) = &self.pg_schema {
             v.push(("SWITCHBOARD_STORE_POSTGRES_SCHEMA".into(), s.clone()));
