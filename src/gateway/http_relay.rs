@@ -55,30 +55,66 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     let (reference, tail) = split_path(&req)?;
     let rest = rest_of_path(&tail)?.to_owned();
     let p = caller(req.headers(), state).await?;
-    let choice = credential_choice(req.headers())?;
-    let resolved = state
+    let (parts, body) = req.into_parts();
+    let choice = credential_choice(&parts.headers)?;
+    let mut resolved = state
         .tools
         .resolve_upstream(&p, &reference, choice, Need::Http)
         .await?;
-    let url = upstream_url(&resolved.connector.doc.server, &rest, req.uri().query())?;
-    let (parts, body) = req.into_parts();
-    let mut headers = request_headers(&parts.headers, &[]);
-    inject(&mut headers, &resolved.target.headers);
-    let upstream = state
-        .gateway
-        .http
-        .request(parts.method, url)
-        .headers(headers)
-        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                GatewayError::UpstreamTimeout
-            } else {
-                GatewayError::UpstreamUnavailable(e.without_url().to_string())
+    // With an OAuth credential, a small body is kept so the request can be replayed once with
+    // a refreshed token after an upstream 401; other bodies stream through untouched.
+    let small = match parts.headers.get(axum::http::header::CONTENT_LENGTH) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|t| t.parse::<usize>().ok())
+            .is_some_and(|n| n <= state.gateway.max_body_bytes),
+        None => !parts
+            .headers
+            .contains_key(axum::http::header::TRANSFER_ENCODING),
+    };
+    let replayable = resolved.oauth_bearer.is_some() && small;
+    let mut kept: Option<axum::body::Bytes> = None;
+    let mut stream = Some(body);
+    if replayable {
+        let limit = state.gateway.max_body_bytes;
+        let body = stream.take().unwrap_or_default();
+        kept = Some(
+            axum::body::to_bytes(body, limit)
+                .await
+                .map_err(|_| GatewayError::PayloadTooLarge(limit))?,
+        );
+    }
+    let headers_in = request_headers(&parts.headers, &[]);
+    let mut retried = false;
+    let upstream = loop {
+        let url = upstream_url(&resolved.connector.doc.server, &rest, parts.uri.query())?;
+        let mut headers = headers_in.clone();
+        inject(&mut headers, &resolved.target.headers);
+        let request = state
+            .gateway
+            .http
+            .request(parts.method.clone(), url)
+            .headers(headers);
+        let request = match (&kept, stream.take()) {
+            (Some(bytes), _) => request.body(bytes.clone()),
+            (None, Some(body)) => request.body(reqwest::Body::wrap_stream(body.into_data_stream())),
+            (None, None) => request,
+        };
+        let upstream = request.send().await.map_err(super::send_error)?;
+        if upstream.status() == axum::http::StatusCode::UNAUTHORIZED && !retried {
+            if let (Some(rejected), Some(_)) = (resolved.rejected_token().map(str::to_owned), &kept)
+            {
+                retried = true;
+                resolved = state
+                    .tools
+                    .resolve_upstream_rejecting(&p, &reference, choice, Need::Http, Some(&rejected))
+                    .await?;
+                continue;
             }
-        })?;
+        }
+        break upstream;
+    };
     tracing::debug!(connector = %resolved.connector.id, status = upstream.status().as_u16(), "http relay");
     let mut response = Response::new(Body::empty());
     *response.status_mut() = upstream.status();

@@ -49,8 +49,9 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         return Err(GatewayError::Forbidden("Host not allowed".into()));
     }
     let p = caller(req.headers(), state).await?;
+    let (parts, body) = req.into_parts();
     let vault = state.registry.vault();
-    let claims = match req.headers().get(SESSION_HEADER) {
+    let claims = match parts.headers.get(SESSION_HEADER) {
         None => None,
         Some(v) => match v
             .to_str()
@@ -64,7 +65,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     let choice = match &claims {
         Some(SessionClaims { k: Some(id), .. }) => Choice::Id(id),
         Some(_) => Choice::Default,
-        None => credential_choice(req.headers())?,
+        None => credential_choice(&parts.headers)?,
     };
     let resolved = match state
         .tools
@@ -103,7 +104,6 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
                 .await
                 .ok()
                 == Some(Era::Legacy));
-    let (parts, body) = req.into_parts();
     if legacy {
         let limit = state.gateway.max_body_bytes;
         let bytes = axum::body::to_bytes(body, limit)
@@ -127,37 +127,52 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         }
         return Ok(response);
     }
-    let mut headers = request_headers(&parts.headers, &[SESSION_HEADER]);
-    inject(&mut headers, &resolved.target.headers);
-    if let Some(c) = &claims {
-        let sid = HeaderValue::from_str(&c.s)
-            .map_err(|_| GatewayError::Internal("bad upstream session id".into()))?;
-        headers.insert(SESSION_HEADER, sid);
-    }
     let is_get = parts.method == Method::GET;
     let client = if is_get {
         &state.gateway.streams
     } else {
         &state.gateway.http
     };
-    let mut request = client
-        .request(parts.method.clone(), resolved.target.url.clone())
-        .headers(headers);
-    if parts.method == Method::POST {
+    let body = if parts.method == Method::POST {
         let limit = state.gateway.max_body_bytes;
         let bytes = axum::body::to_bytes(body, limit)
             .await
             .map_err(|_| GatewayError::PayloadTooLarge(limit))?;
         log_methods(&bytes, &resolved.connector.id);
-        request = request.body(bytes);
-    }
-    let upstream = request.send().await.map_err(|e| {
-        if e.is_timeout() {
-            GatewayError::UpstreamTimeout
-        } else {
-            GatewayError::UpstreamUnavailable(e.without_url().to_string())
+        Some(bytes)
+    } else {
+        None
+    };
+    let mut resolved = resolved;
+    let mut retried = false;
+    let upstream = loop {
+        let mut headers = request_headers(&parts.headers, &[SESSION_HEADER]);
+        inject(&mut headers, &resolved.target.headers);
+        if let Some(c) = &claims {
+            let sid = HeaderValue::from_str(&c.s)
+                .map_err(|_| GatewayError::Internal("bad upstream session id".into()))?;
+            headers.insert(SESSION_HEADER, sid);
         }
-    })?;
+        let mut request = client
+            .request(parts.method.clone(), resolved.target.url.clone())
+            .headers(headers);
+        if let Some(bytes) = &body {
+            request = request.body(bytes.clone());
+        }
+        let upstream = request.send().await.map_err(super::send_error)?;
+        // An OAuth access token the upstream refused: refresh (once, whoever asks) and replay.
+        if upstream.status() == StatusCode::UNAUTHORIZED && !retried {
+            if let Some(rejected) = resolved.rejected_token().map(str::to_owned) {
+                retried = true;
+                resolved = state
+                    .tools
+                    .resolve_upstream_rejecting(&p, &reference, choice, Need::Mcp, Some(&rejected))
+                    .await?;
+                continue;
+            }
+        }
+        break upstream;
+    };
     let status = upstream.status();
     if claims.is_some() && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST) {
         // The upstream forgot the session (404; server-everything says 400): never half-working.

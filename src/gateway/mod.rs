@@ -167,3 +167,14 @@ fn split_path(req: &Request) -> Result<(String, String), GatewayError> {
         .into_owned();
     Ok((reference, tail.to_owned()))
 }
+
+/// A failed upstream send, as the gateway reports it.
+pub(crate) fn send_error(e: reqwest::Error) -> GatewayError {
+    if e.is_timeout() {
+        GatewayError::UpstreamTimeout
+    } else if let Some(refused) = crate::net::refused_in(&e) {
+        GatewayError::DestinationProhibited(refused)
+    } else {
+        GatewayError::UpstreamUnavailable(e.without_url().to_string())
+    }
+}

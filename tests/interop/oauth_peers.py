@@ -145,6 +145,13 @@ class Provider(ReadyLineProcess):
     def stats(self) -> Dict[str, int]:
         return self._get_json(self.issuer + "/__stats")
 
+    def revoke_access_tokens(self) -> int:
+        """Destroys every access token issued so far (refresh tokens stay valid)."""
+        with httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT_S) as h:
+            r = h.post(f"{self.issuer}/__revoke-access-tokens")
+            r.raise_for_status()
+            return int(r.json()["revoked"])
+
     def reset_stats(self) -> None:
         self._post(self.issuer + "/__stats/reset")
 

@@ -18,6 +18,7 @@
 //   POST /interaction/<uid>/abort    (GET works too) the user refuses: error=access_denied to the client
 //   GET  /__stats                    JSON counters (see `stats` below)
 //   POST /__stats/reset              zeroes the counters
+//   POST /__revoke-access-tokens     destroys every access token issued so far (refresh tokens stay)
 //
 // Statically configured clients:
 //   mcp-resource / mcp-resource-secret   the resource server (introspection only, no grants)
@@ -294,6 +295,12 @@ provider.on('grant.error', (ctx, err) => {
 provider.on('refresh_token.consumed', (token) => {
   rotatedRefreshTokens.add(token.jti);
 });
+// Access tokens issued, so a test can revoke them all (POST /__revoke-access-tokens): the
+// upstream then rejects a token the client still believes valid (its 401 path).
+const issuedAccessTokens = new Set();
+provider.on('access_token.saved', (token) => {
+  issuedAccessTokens.add(token.jti);
+});
 provider.on('grant.revoked', () => {
   stats.grants_revoked += 1;
 });
@@ -319,6 +326,19 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/__stats' && ctx.method === 'GET') {
     ctx.set('cache-control', 'no-store');
     ctx.body = stats;
+    return;
+  }
+  if (ctx.path === '/__revoke-access-tokens' && ctx.method === 'POST') {
+    let revoked = 0;
+    for (const jti of issuedAccessTokens) {
+      const token = await provider.AccessToken.find(jti);
+      if (token) {
+        await token.destroy();
+        revoked += 1;
+      }
+    }
+    issuedAccessTokens.clear();
+    ctx.body = { revoked };
     return;
   }
   if (ctx.path === '/__stats/reset' && ctx.method === 'POST') {

@@ -189,6 +189,19 @@ def run(binary: str) -> None:
               lambda: _eq(mcp_call(f"{gw.base_url}/v1/connectors-gateway/{ref}/mcp",
                                    alice_key, "whoami"), "alice"))
 
+        def upstream_401():
+            assert provider.revoke_access_tokens() >= 1
+            S["registrations_before_reset"] = provider.stats()["registrations"]
+            provider.reset_stats()
+            assert mcp_call(f"{gw.base_url}/v1/connectors-gateway/{ref}/mcp", alice_key, "whoami") == "alice"
+            assert provider.stats()["refresh_token"] == 1, provider.stats()
+            assert provider.revoke_access_tokens() >= 1
+            assert call_whoami(alice, ref, "work") == "alice"
+            st = provider.stats()
+            assert st["refresh_token"] == 2 and st["reuse_detected"] == 0, st
+        check("upstream 401 on a token still valid by its expiry (revoked at the provider) -> one "
+              "refresh and a transparent replay, on /mcp and on REST call_tool", upstream_401)
+
         def replay():
             before = len(user_credentials(alice, ref))
             with http_client() as h:
@@ -273,7 +286,8 @@ def run(binary: str) -> None:
 
         def registration_reused():
             st = provider.stats()
-            assert st["registrations"] == 1, st
+            total = st["registrations"] + S.get("registrations_before_reset", 0)
+            assert total == 1, (total, st)
         check("one dynamic client registration (per issuer and redirect URI) reused by every flow",
               registration_reused)
 
