@@ -305,6 +305,31 @@ def run(binary: str) -> None:
             assert "Bearer " not in out, "a bearer token reached the log"
         check("tokens and the registered client secret are sealed at rest; no token in the log", secrets_sealed)
 
+        def client_credentials():
+            md = provider.metadata()
+            alice.beta.connectors.create(request={
+                "protocol": "mcp", "name": "machine", "description": "d", "server": up_path.url,
+                "auth_methods": [{
+                    "method_type": "oauth2", "grant_type": "client_credentials",
+                    "token_endpoint_auth_method": "client_secret_post",
+                    "oauth2_server_metadata": {"issuer": md["issuer"], "token_endpoint": md["token_endpoint"],
+                                               "x_resource_url": up_path.url}}]})
+            alice.beta.connectors.create_credentials(
+                connector_id_or_name="machine", consumer_scope="user", name="svc",
+                credentials={"oauth": {"client_id": "mcp-machine", "client_secret": "mcp-machine-secret",
+                                       "grant_type": "client_credentials"}})
+            provider.reset_stats()
+            assert call_whoami(alice, "machine") == "client:mcp-machine"
+            assert mcp_call(f"{gw.base_url}/v1/connectors-gateway/machine/mcp", alice_key, "whoami") \
+                == "client:mcp-machine"
+            st = provider.stats()
+            assert st["client_credentials"] == 1, st
+            ms = alice.beta.connectors.get_authentication_methods(connector_id_or_name="machine")
+            assert ms[0].grant_type == "client_credentials" and ms[0].oauth2_server_metadata.x_source == "provided"
+            expect_sdk_error(lambda: alice.beta.connectors.get_auth_url(connector_id_or_name="machine"), 400)
+        check("client-credentials grant (client_secret_post, provided metadata): one token, reused by "
+              "REST and /mcp; methods show x_source=provided; no interactive auth_url", client_credentials)
+
         # --- refresh with a short-lived token provider, then a provider outage --------------------
         short = start_provider(access_token_ttl=3)
         others.append(short)
