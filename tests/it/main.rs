@@ -6,6 +6,7 @@ mod connectors;
 mod credentials;
 mod gateway;
 mod harness;
+mod outbound;
 mod rejections;
 mod restart;
 mod rotation;
