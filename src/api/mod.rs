@@ -93,6 +93,12 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::gateway::router())
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(TraceLayer::new_for_http())
+        // The span names the path only: query strings may carry secrets (an OAuth `code`,
+        // an upstream's own parameters on /http).
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
         .with_state(state)
 }
