@@ -33,11 +33,40 @@ impl Readiness {
     }
 }
 
-pub fn router(readiness: Readiness) -> Router {
+/// Reads the number of pooled upstream sessions at scrape time.
+pub type SessionCount = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub fn router(readiness: Readiness, sessions: SessionCount) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
+        .route(
+            "/metrics",
+            get(move || {
+                let sessions = sessions.clone();
+                async move { metrics(&*sessions) }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            crate::observe::AccessLog(false),
+            crate::observe::track,
+        ))
         .with_state(readiness)
+}
+
+fn metrics(sessions: &(dyn Fn() -> u64 + Send + Sync)) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let m = crate::metrics::get();
+    m.upstream_sessions
+        .set(i64::try_from(sessions()).unwrap_or(i64::MAX));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
 }
 
 async fn ready(State(r): State<Readiness>) -> (StatusCode, Json<Value>) {

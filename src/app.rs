@@ -63,6 +63,7 @@ pub struct App;
 impl App {
     pub async fn build(config: Config) -> Result<Bound, BuildError> {
         let config = Arc::new(config);
+        crate::metrics::set_connector_label_cap(config.max_connector_labels);
         for warning in &config.warnings {
             tracing::warn!("config: {warning}");
         }
@@ -157,6 +158,10 @@ impl App {
         )
         .map_err(BuildError::HttpClient)?
         .with_allow_lists(config.allowed_origins.clone(), config.allowed_hosts.clone());
+        let sessions: admin::SessionCount = {
+            let tools = tools.clone();
+            Arc::new(move || tools.pool().open_sessions())
+        };
         let state = AppState {
             limits,
             gateway,
@@ -168,7 +173,11 @@ impl App {
             oauth,
         };
         let api_task = serve(api_listener, api::router(state), stop_rx.clone());
-        let admin_task = serve(admin_listener, admin::router(readiness.clone()), stop_rx);
+        let admin_task = serve(
+            admin_listener,
+            admin::router(readiness.clone(), sessions),
+            stop_rx,
+        );
         tracing::info!(api = %api_addr, admin = %admin_addr, "switchboard listening");
         Ok(Bound {
             api_addr,

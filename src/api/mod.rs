@@ -93,6 +93,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::gateway::router())
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            crate::observe::AccessLog(state.config.log.access),
+            crate::observe::track,
+        ))
         // The span names the path only: query strings may carry secrets (an OAuth `code`,
         // an upstream's own parameters on /http).
         .layer(

@@ -54,6 +54,8 @@ pub struct Config {
     pub rate_limits: (u32, u32, u32, u32),
     pub outbound: OutboundConfig,
     pub oauth: OAuthConfig,
+    /// Distinct connectors labelled in metrics (the rest are `other`).
+    pub max_connector_labels: usize,
     /// Non-fatal findings (e.g. an unknown `SWITCHBOARD_*` variable), reported at start-up.
     pub warnings: Vec<String>,
 }
@@ -127,6 +129,8 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+    /// One access line per request.
+    pub access: bool,
 }
 
 /// The default config file, relative to the working directory.
@@ -216,7 +220,14 @@ impl Config {
                     "" => return Err(ConfigError::new("log.level", "must not be empty")),
                     l => l.to_owned(),
                 },
+                access: raw.log.access,
             },
+            max_connector_labels: ranged(
+                "metrics.max_connector_labels",
+                raw.metrics.max_connector_labels,
+                0,
+                100_000,
+            )?,
             max_body_bytes: ranged(
                 "limits.max_body_bytes",
                 raw.limits.max_body_bytes,

@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub rate_limits: RawRateLimits,
     pub outbound: RawOutbound,
     pub oauth: RawOAuth,
+    pub metrics: RawMetrics,
 }
 
 impl Default for RawConfig {
@@ -43,6 +44,7 @@ impl Default for RawConfig {
             rate_limits: RawRateLimits::default(),
             outbound: RawOutbound::default(),
             oauth: RawOAuth::default(),
+            metrics: RawMetrics::default(),
         }
     }
 }
@@ -123,6 +125,8 @@ pub struct RawLog {
     pub format: String,
     /// A tracing filter, e.g. `info` or `switchboard=debug,info`.
     pub level: String,
+    /// One line per request (plane, route, connector, method, status, duration, request id).
+    pub access: bool,
 }
 
 impl Default for RawLog {
@@ -130,6 +134,7 @@ impl Default for RawLog {
         Self {
             format: "pretty".into(),
             level: "info".into(),
+            access: true,
         }
     }
 }
@@ -271,6 +276,21 @@ impl Default for RawOAuth {
             return_urls: Vec::new(),
             refresh_skew_seconds: 60,
             state_ttl_seconds: 600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Distinct connectors labelled by id in metrics; further ones are folded into `other`.
+    pub max_connector_labels: i64,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            max_connector_labels: 100,
         }
     }
 }

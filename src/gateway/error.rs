@@ -149,6 +149,10 @@ impl GatewayError {
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let (status, error, with_code, details) = self.parts();
+        crate::metrics::get()
+            .gateway_errors
+            .with_label_values(&[error, details.unwrap_or("")])
+            .inc();
         match &self {
             GatewayError::Internal(cause) => {
                 tracing::error!(error = %cause, "gateway internal error")

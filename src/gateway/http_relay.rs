@@ -86,6 +86,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         );
     }
     let headers_in = request_headers(&parts.headers, &[]);
+    let started = std::time::Instant::now();
     let mut retried = false;
     let upstream = loop {
         let url = upstream_url(&resolved.connector.doc.server, &rest, parts.uri.query())?;
@@ -115,6 +116,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         }
         break upstream;
     };
+    crate::metrics::get().upstream(&resolved.connector.id, started.elapsed());
     tracing::debug!(connector = %resolved.connector.id, status = upstream.status().as_u16(), "http relay");
     let mut response = Response::new(Body::empty());
     *response.status_mut() = upstream.status();

@@ -138,11 +138,12 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         let bytes = axum::body::to_bytes(body, limit)
             .await
             .map_err(|_| GatewayError::PayloadTooLarge(limit))?;
-        log_methods(&bytes, &resolved.connector.id);
         Some(bytes)
     } else {
         None
     };
+    let rpc_method = body.as_ref().map(|b| rpc_method(b, &resolved.connector.id));
+    let started = std::time::Instant::now();
     let mut resolved = resolved;
     let mut retried = false;
     let upstream = loop {
@@ -159,7 +160,26 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         if let Some(bytes) = &body {
             request = request.body(bytes.clone());
         }
-        let upstream = request.send().await.map_err(super::send_error)?;
+        let upstream = match request.send().await {
+            Ok(u) => u,
+            Err(e) => {
+                let e = super::send_error(e);
+                if let Some(m) = rpc_method {
+                    let outcome = if matches!(e, GatewayError::UpstreamTimeout) {
+                        "timeout"
+                    } else {
+                        "upstream_error"
+                    };
+                    crate::metrics::get().mcp(
+                        &resolved.connector.id,
+                        m,
+                        outcome,
+                        started.elapsed(),
+                    );
+                }
+                return Err(e);
+            }
+        };
         // An OAuth access token the upstream refused: refresh (once, whoever asks) and replay.
         if upstream.status() == StatusCode::UNAUTHORIZED && !retried {
             if let Some(rejected) = resolved.rejected_token().map(str::to_owned) {
@@ -174,6 +194,18 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         break upstream;
     };
     let status = upstream.status();
+    let metrics = crate::metrics::get();
+    metrics.upstream(&resolved.connector.id, started.elapsed());
+    if let Some(m) = rpc_method {
+        let outcome = if status.is_success() {
+            "ok"
+        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            "auth_rejected"
+        } else {
+            "upstream_error"
+        };
+        metrics.mcp(&resolved.connector.id, m, outcome, started.elapsed());
+    }
     if claims.is_some() && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST) {
         // The upstream forgot the session (404; server-everything says 400): never half-working.
         let text = upstream.text().await.unwrap_or_default();
@@ -225,7 +257,13 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
                 }
             }
         });
-        Body::from_stream(with_keepalive(watched, state.gateway.keepalive))
+        let guard = metrics.stream_opened("gateway");
+        Body::from_stream(
+            with_keepalive(watched, state.gateway.keepalive).map(move |chunk| {
+                let _open = &guard;
+                chunk
+            }),
+        )
     } else {
         Body::from_stream(upstream.bytes_stream())
     };
@@ -265,9 +303,13 @@ fn passthrough_text(status: StatusCode, text: &str) -> Response {
     (status, text.to_owned()).into_response()
 }
 
-/// Peeks at the JSON-RPC methods of a request (for the log), without re-encoding anything.
-fn log_methods(bytes: &Bytes, connector: &str) {
-    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+/// Peeks at the JSON-RPC method of a request (for the log and a bounded metrics label: a batch
+/// is `batch`), without re-encoding anything.
+fn rpc_method(bytes: &Bytes, connector: &str) -> &'static str {
+    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
+        return "none";
+    };
+    {
         let methods: Vec<&str> = match &v {
             Value::Array(items) => items
                 .iter()
@@ -280,6 +322,11 @@ fn log_methods(bytes: &Bytes, connector: &str) {
                 .collect(),
         };
         tracing::debug!(connector, ?methods, "mcp relay");
+        match methods.as_slice() {
+            [one] if !v.is_array() => crate::metrics::mcp_method(one),
+            [] => "none",
+            _ => "batch",
+        }
     }
 }
 

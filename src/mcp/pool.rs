@@ -79,6 +79,11 @@ impl SessionPool {
         }
     }
 
+    /// How many upstream sessions are pooled now.
+    pub fn open_sessions(&self) -> u64 {
+        self.sessions.entry_count()
+    }
+
     /// How many upstream sessions this pool has opened so far.
     pub fn sessions_opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
@@ -94,6 +99,29 @@ impl SessionPool {
     /// Sends a request on the pooled session for `key`, opening one when needed. A forgotten
     /// session is re-initialized once and the request retried; a broken one is replaced.
     pub async fn request(
+        &self,
+        key: &PoolKey,
+        target: &Target,
+        method: &str,
+        params: Value,
+    ) -> Result<Result<Value, RpcError>, McpError> {
+        let started = std::time::Instant::now();
+        let result = self.request_inner(key, target, method, params).await;
+        let outcome = match &result {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "rpc_error",
+            Err(McpError::Timeout) => "timeout",
+            Err(McpError::AuthRejected(_)) => "auth_rejected",
+            Err(_) => "upstream_error",
+        };
+        let took = started.elapsed();
+        let m = crate::metrics::get();
+        m.mcp(&key.connector_id, method, outcome, took);
+        m.upstream(&key.connector_id, took);
+        result
+    }
+
+    async fn request_inner(
         &self,
         key: &PoolKey,
         target: &Target,

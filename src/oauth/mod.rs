@@ -870,6 +870,10 @@ impl OAuth {
                     &client,
                     Some(refresh_token),
                 );
+                crate::metrics::get()
+                    .oauth_refresh
+                    .with_label_values(&["success"])
+                    .inc();
                 let access = new.access_token.clone();
                 let secrets = CredentialSecrets {
                     tokens: Some(new),
@@ -894,6 +898,10 @@ impl OAuth {
             }
             Err(e) => {
                 tracing::warn!(credential = %sel.id, error = %e, "OAuth refresh failed");
+                crate::metrics::get()
+                    .oauth_refresh
+                    .with_label_values(&["failure"])
+                    .inc();
                 // A refresh token the provider refused for good is dropped (no retry storm);
                 // the credential then asks for a new authorization.
                 let secrets = e.is_permanent().then(|| CredentialSecrets {

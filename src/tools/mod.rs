@@ -203,6 +203,15 @@ impl ToolsService {
                 McpError::Rpc(rpc) => ToolsError::Rpc(rpc),
                 other => ToolsError::Upstream(other),
             })?;
+        let result = match outcome {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Stale => "stale",
+        };
+        crate::metrics::get()
+            .tools_cache
+            .with_label_values(&[result])
+            .inc();
         if outcome == CacheOutcome::Stale {
             tracing::warn!(connector = %key.connector_id, "upstream down: serving the last good tools list");
         }

@@ -219,10 +219,28 @@ impl Vault {
     pub fn seal(&self, plaintext: &[u8], owner: &RecordIdentity) -> Vec<u8> {
         self.maybe_reload(false);
         let ring = self.ring.load();
-        ring.keys[&ring.primary].seal(plaintext, owner.as_bytes())
+        let blob = ring.keys[&ring.primary].seal(plaintext, owner.as_bytes());
+        crate::metrics::get()
+            .vault_operations
+            .with_label_values(&["seal", "ok"])
+            .inc();
+        blob
     }
 
     pub fn open(
+        &self,
+        blob: &[u8],
+        owner: &RecordIdentity,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let opened = self.open_inner(blob, owner);
+        crate::metrics::get()
+            .vault_operations
+            .with_label_values(&["open", if opened.is_ok() { "ok" } else { "error" }])
+            .inc();
+        opened
+    }
+
+    fn open_inner(
         &self,
         blob: &[u8],
         owner: &RecordIdentity,

@@ -1,0 +1,193 @@
+//! Per-request observability on both listeners: a request id (the caller's `x-request-id` when
+//! it is a sane token, else a new UUID; returned on the response and forwarded upstream by the
+//! relays), the HTTP metrics, and one access-log line per request (plane, route, connector,
+//! method, status, duration) — never the query string, never a header value.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Whether access lines are written (`log.access`).
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLog(pub bool);
+
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+/// The plane a route belongs to.
+pub fn plane_of(path: &str) -> &'static str {
+    if path.starts_with("/v1/connectors-gateway") {
+        "gateway"
+    } else if path.starts_with("/healthz")
+        || path.starts_with("/readyz")
+        || path.starts_with("/metrics")
+    {
+        "admin"
+    } else {
+        "api"
+    }
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The `{ref}` segment of a connector path, for the access line (as sent, not decoded).
+fn connector_ref(path: &str) -> &str {
+    let rest = path
+        .strip_prefix("/v1/connectors-gateway/")
+        .or_else(|| path.strip_prefix("/v1/connectors/"));
+    rest.and_then(|r| r.split('/').next()).unwrap_or("")
+}
+
+pub async fn track(
+    axum::extract::State(access): axum::extract::State<AccessLog>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = match req.headers().get(REQUEST_ID) {
+        Some(v) if valid_request_id(v) => v.clone(),
+        _ => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let v = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
+            req.headers_mut().insert(REQUEST_ID, v.clone());
+            v
+        }
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| route_label(m.as_str()));
+    let method = method_label(req.method());
+    let path_connector = connector_ref(req.uri().path()).to_owned();
+    let mut response = next.run(req).await;
+    let took = started.elapsed();
+    let plane = plane_of(&route);
+    let status = response.status().as_u16();
+    let m = crate::metrics::get();
+    m.http_requests
+        .with_label_values(&[plane, route.as_str(), method, status_label(status)])
+        .inc();
+    m.http_duration
+        .with_label_values(&[plane, route.as_str()])
+        .observe(took.as_secs_f64());
+    if access.0 && plane != "admin" {
+        tracing::info!(
+            target: "switchboard::access",
+            plane,
+            route = %route,
+            connector = %path_connector,
+            method,
+            status,
+            duration_ms = took.as_secs_f64() * 1000.0,
+            request_id = request_id.to_str().unwrap_or_default(),
+            "request"
+        );
+    }
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    response
+}
+
+/// A route template as a label: `{ref}` → `:ref`, `{*rest}` → `*rest` (braces inside label
+/// values trip some text-format parsers).
+fn route_label(template: &str) -> String {
+    template
+        .split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) if name.starts_with('*') => name.to_owned(),
+                Some(name) => format!(":{name}"),
+                None => seg.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn status_label(status: u16) -> &'static str {
+    const ALL: &[(u16, &str)] = &[
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (301, "301"),
+        (302, "302"),
+        (303, "303"),
+        (304, "304"),
+        (307, "307"),
+        (308, "308"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (406, "406"),
+        (409, "409"),
+        (413, "413"),
+        (415, "415"),
+        (422, "422"),
+        (429, "429"),
+        (431, "431"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    ALL.iter().find(|(s, _)| *s == status).map_or(
+        match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        },
+        |(_, l)| l,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_checked() {
+        assert!(valid_request_id(&HeaderValue::from_static("abc-123")));
+        assert!(!valid_request_id(&HeaderValue::from_static("a b")));
+        assert!(!valid_request_id(
+            &HeaderValue::from_str(&"a".repeat(129)).unwrap()
+        ));
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(plane_of("/v1/connectors-gateway/{ref}/mcp"), "gateway");
+        assert_eq!(plane_of("/v1/connectors/{ref}"), "api");
+        assert_eq!(plane_of("/metrics"), "admin");
+        assert_eq!(connector_ref("/v1/connectors/github/tools"), "github");
+        assert_eq!(connector_ref("/v1/connectors-gateway/a%2Fb/mcp"), "a%2Fb");
+        assert_eq!(connector_ref("/v1/connectors"), "");
+        assert_eq!(status_label(418), "4xx");
+        assert_eq!(status_label(404), "404");
+        assert_eq!(
+            route_label("/v1/connectors/{ref}/tools/{*rest}"),
+            "/v1/connectors/:ref/tools/*rest"
+        );
+    }
+}
