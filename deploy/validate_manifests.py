@@ -380,6 +380,9 @@ def check_rules(docs, rep: Reporter, settings: Settings) -> None:
                 if k not in (res.get(part) or {}):
                     rep.error(w, f"resources.{part}.{k} is not set")
 
+        names = [e.get("name") for e in c.get("env") or []]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            rep.error(w, f"env {dup} is set more than once (the last one wins)")
         env = b.container_env(c)
         for k, v in env.items():
             if k.startswith("<"):
@@ -587,6 +590,68 @@ def cmd_dockerfile(a) -> int:
     return rep.finish()
 
 
+def cmd_healthcheck(a) -> int:
+    """Runs the Dockerfile's HEALTHCHECK command against a local HTTP server (loopback only)."""
+    import http.server
+    import json
+    import socket
+    import threading
+
+    rep = Reporter()
+    text = re.sub(r"\\\n", " ", Path(a.dockerfile).read_text())
+    m = re.search(r"^HEALTHCHECK\b.*?\bCMD\s+(\[.*\])\s*$", text, re.M)
+    if not m:
+        rep.error(a.dockerfile, "no HEALTHCHECK ... CMD [exec form] found")
+        return rep.finish()
+    timeout = re.search(r"^HEALTHCHECK\b.*--timeout=(\d+)s", text, re.M)
+    timeout_s = int(timeout.group(1)) if timeout else 30
+    cmd = [w.replace("/usr/local/bin/busybox", a.busybox) for w in json.loads(m.group(1))]
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        status = 200
+
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.path)
+            self.send_response(Handler.status)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"status":"ok"}')
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def run(listen: str) -> int:
+        env = {"PATH": "/usr/bin:/bin", "SWITCHBOARD_ADMIN_LISTEN": listen}
+        return subprocess.run(cmd, env=env, capture_output=True, timeout=timeout_s).returncode
+
+    def crashed(rc: int) -> bool:
+        return rc < 0 or rc >= 128
+
+    rc = run(f"0.0.0.0:{port}")
+    if rc != 0 or seen != ["/healthz"]:
+        rep.error("HEALTHCHECK", f"against a 200 /healthz: exit {rc}, requests {seen}")
+    Handler.status = 503
+    rc = run(f"[::]:{port}")
+    if rc == 0 or crashed(rc):
+        rep.error("HEALTHCHECK", f"against a 503: exit {rc} (want a non-zero exit, not a crash)")
+    server.shutdown()
+    server.server_close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    rc = run(f"0.0.0.0:{free}")
+    if rc == 0 or crashed(rc):
+        rep.error("HEALTHCHECK", f"with nothing listening: exit {rc} (want a non-zero exit, not a crash)")
+    if not rep.errors:
+        rep.note(f"HEALTHCHECK {cmd}: 200 -> 0, 503 -> non-zero, no listener -> non-zero")
+    return rep.finish()
+
+
 # --------------------------------------------------------------------------------------------
 # systemd
 
@@ -692,6 +757,10 @@ def main() -> int:
     s.add_argument("ignore")
     s.add_argument("root")
     s.set_defaults(fn=cmd_dockerfile)
+    s = sub.add_parser("healthcheck")
+    s.add_argument("dockerfile")
+    s.add_argument("busybox")
+    s.set_defaults(fn=cmd_healthcheck)
     s = sub.add_parser("envfile")
     s.add_argument("file")
     s.set_defaults(fn=cmd_envfile)

@@ -116,7 +116,11 @@ impl App {
         let admin_addr = local_addr("admin", config.admin_listen, &admin_listener)?;
 
         let readiness = Readiness::new(store.clone());
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, _) = watch::channel(false);
+        // Draining: the API listener stops accepting and relayed streams end; the admin
+        // listener keeps answering (`/readyz` 503) until the drain is over.
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         let credentials = Credentials::new(store.clone(), vault.clone(), registry.clone());
         let (pp, pb, cp, cb) = config.rate_limits;
         let limits = Arc::new(crate::ratelimit::RateLimits::new(pp, pb, cp, cb));
@@ -157,6 +161,7 @@ impl App {
             &policy,
         )
         .map_err(BuildError::HttpClient)?
+        .with_draining(drain_rx.clone())
         .with_allow_lists(config.allowed_origins.clone(), config.allowed_hosts.clone());
         let sessions: admin::SessionCount = {
             let tools = tools.clone();
@@ -172,11 +177,11 @@ impl App {
             credentials,
             oauth,
         };
-        let api_task = serve(api_listener, api::router(state), stop_rx.clone());
+        let api_task = serve(api_listener, api::router(state), drain_rx);
         let admin_task = serve(
             admin_listener,
             admin::router(readiness.clone(), sessions),
-            stop_rx,
+            admin_stop_rx,
         );
         tracing::info!(api = %api_addr, admin = %admin_addr, "switchboard listening");
         Ok(Bound {
@@ -184,7 +189,10 @@ impl App {
             admin_addr,
             bootstrap_key,
             stop: stop_tx,
-            tasks: vec![api_task, admin_task],
+            drain: drain_tx,
+            admin_stop: admin_stop_tx,
+            api_task,
+            admin_task,
             readiness,
             store: sql,
             config,
@@ -269,7 +277,10 @@ pub struct Bound {
     admin_addr: SocketAddr,
     bootstrap_key: Option<SecretString>,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    drain: watch::Sender<bool>,
+    admin_stop: watch::Sender<bool>,
+    api_task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
     readiness: Readiness,
     store: SqlStore,
     config: Arc<Config>,
@@ -317,27 +328,30 @@ impl Bound {
         self.drain().await;
     }
 
+    /// Readiness turns 503 first; then the API listener stops accepting, relayed SSE streams
+    /// end at an event boundary and in-flight requests get `shutdown.grace_seconds`; then the
+    /// admin listener stops.
     async fn drain(self) {
         self.readiness.start_draining();
         tracing::info!(grace = ?self.config.shutdown_grace, "draining");
-        let mut tasks = self.tasks;
-        let all = futures_join(&mut tasks);
-        if tokio::time::timeout(self.config.shutdown_grace, all)
+        let _ = self.drain.send(true);
+        let mut api = self.api_task;
+        if tokio::time::timeout(self.config.shutdown_grace, &mut api)
             .await
             .is_err()
         {
             tracing::warn!("grace period over; closing remaining connections");
-            for t in &tasks {
-                t.abort();
-            }
+            api.abort();
+        }
+        let _ = self.admin_stop.send(true);
+        let mut admin = self.admin_task;
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut admin)
+            .await
+            .is_err()
+        {
+            admin.abort();
         }
         self.store.close().await;
         tracing::info!("stopped");
-    }
-}
-
-async fn futures_join(tasks: &mut [JoinHandle<()>]) {
-    for t in tasks.iter_mut() {
-        let _ = t.await;
     }
 }

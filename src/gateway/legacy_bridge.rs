@@ -89,14 +89,14 @@ fn rpc_answer(id: &Value, outcome: Result<Value, crate::mcp::RpcError>) -> Value
 /// session id; a new bridge is opened by `initialize`. Returns the response and, for a new
 /// bridge, its id (to seal into the client's session id).
 pub async fn handle(
-    bridges: &Bridges,
+    gateway: &super::Gateway,
     pool: &SessionPool,
     target: &Target,
     bridge_id: Option<&str>,
     method: &Method,
     body: &Bytes,
-    keepalive: Duration,
 ) -> Result<(Response, Option<String>), McpError> {
+    let bridges = &gateway.bridges;
     let existing = match bridge_id {
         Some(id) => match bridges.open.get(id).await {
             Some(b) => Some(b),
@@ -134,7 +134,8 @@ pub async fn handle(
             });
             let mut response = Response::new(Body::from_stream(super::mcp_relay::with_keepalive(
                 Box::pin(events),
-                keepalive,
+                gateway.keepalive,
+                gateway.draining.clone(),
             )));
             let h = response.headers_mut();
             h.insert(

@@ -110,13 +110,12 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
             .await
             .map_err(|_| GatewayError::PayloadTooLarge(limit))?;
         let (mut response, new_bridge) = legacy_bridge::handle(
-            &state.gateway.bridges,
+            &state.gateway,
             state.tools.pool(),
             &resolved.target,
             bridged_session.as_deref(),
             &parts.method,
             &bytes,
-            state.gateway.keepalive,
         )
         .await?;
         if let Some(id) = new_bridge {
@@ -259,7 +258,12 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         });
         let guard = metrics.stream_opened("gateway");
         Body::from_stream(
-            with_keepalive(watched, state.gateway.keepalive).map(move |chunk| {
+            with_keepalive(
+                watched,
+                state.gateway.keepalive,
+                state.gateway.draining.clone(),
+            )
+            .map(move |chunk| {
                 let _open = &guard;
                 chunk
             }),
@@ -331,40 +335,63 @@ fn rpc_method(bytes: &Bytes, connector: &str) -> &'static str {
 }
 
 /// Relays an SSE byte stream as is, adding a `: keep-alive` comment whenever nothing came
-/// for `every` — only between events, never inside one.
+/// for `every` — only between events, never inside one — and ending it cleanly (at an event
+/// boundary) once `draining` turns `true`.
 pub(super) fn with_keepalive<S, E>(
     inner: S,
     every: Duration,
+    draining: tokio::sync::watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
 where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
-    futures_util::stream::unfold(
-        (inner, true, false),
-        move |(mut inner, at_boundary, done)| async move {
-            if done {
+    struct St<S> {
+        inner: S,
+        at_boundary: bool,
+        done: bool,
+        draining: tokio::sync::watch::Receiver<bool>,
+        watching: bool,
+    }
+    let start = St {
+        inner,
+        at_boundary: true,
+        done: false,
+        draining,
+        watching: true,
+    };
+    futures_util::stream::unfold(start, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            if *st.draining.borrow() && st.at_boundary {
                 return None;
             }
-            loop {
-                match tokio::time::timeout(every, inner.next()).await {
+            let next = tokio::time::timeout(every, st.inner.next());
+            tokio::select! {
+                changed = st.draining.changed(), if st.watching => {
+                    // The sender gone means no drain will come: stop watching.
+                    if changed.is_err() {
+                        st.watching = false;
+                    }
+                }
+                r = next => match r {
                     Ok(Some(Ok(chunk))) => {
-                        let boundary = chunk.ends_with(b"\n\n") || chunk.ends_with(b"\r\n\r\n");
-                        return Some((Ok(chunk), (inner, boundary, false)));
+                        st.at_boundary = chunk.ends_with(b"\n\n") || chunk.ends_with(b"\r\n\r\n");
+                        return Some((Ok(chunk), st));
                     }
                     Ok(Some(Err(e))) => {
-                        return Some((Err(std::io::Error::other(e)), (inner, at_boundary, true)));
+                        st.done = true;
+                        return Some((Err(std::io::Error::other(e)), st));
                     }
                     Ok(None) => return None,
-                    Err(_) if at_boundary => {
-                        return Some((
-                            Ok(Bytes::from_static(b": keep-alive\n\n")),
-                            (inner, true, false),
-                        ));
+                    Err(_) if st.at_boundary => {
+                        return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st));
                     }
                     Err(_) => {}
-                }
+                },
             }
-        },
-    )
+        }
+    })
 }

@@ -41,6 +41,9 @@ pub struct Gateway {
     pub allowed_hosts: Vec<String>,
     /// Legacy HTTP+SSE upstreams served as Streamable HTTP (per replica).
     pub bridges: legacy_bridge::Bridges,
+    /// Turns `true` when the process drains: relayed SSE streams end at the next event
+    /// boundary.
+    pub draining: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Gateway {
@@ -65,7 +68,14 @@ impl Gateway {
             bridges: legacy_bridge::Bridges::new(session_idle, max_sessions),
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            draining: tokio::sync::watch::channel(false).1,
         })
+    }
+
+    /// Ends relayed SSE streams when this turns `true`.
+    pub fn with_draining(mut self, draining: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.draining = draining;
+        self
     }
 
     /// Sets the `Origin` and `Host` allow-lists of `/mcp`.

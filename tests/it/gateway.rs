@@ -352,7 +352,7 @@ fn answer(content_type: &str, text: &str) -> Value {
     }
 }
 
-async fn initialize(client: &reqwest::Client, url: &str, key: &str) -> String {
+pub(crate) async fn initialize(client: &reqwest::Client, url: &str, key: &str) -> String {
     let resp = post_mcp(client, url, key, None, &rpc(1, "initialize", json!({
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}))).await;
     assert_eq!(resp.status(), StatusCode::OK);

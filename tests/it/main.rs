@@ -11,6 +11,7 @@ mod rejections;
 mod restart;
 mod rotation;
 mod sharing;
+mod shutdown;
 mod store;
 mod tools;
 mod upstream;

@@ -1,0 +1,168 @@
+//! SIGTERM on the real binary while a relayed SSE stream is open and a slow tool call is in
+//! flight: `/readyz` turns 503 first, the call completes, the stream ends cleanly, and the
+//! process exits 0 within the grace period.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::harness::{Backend, Env, connector_body};
+use crate::upstream::{Mode, Upstream};
+
+const GRACE_SECONDS: u64 = 10;
+
+#[tokio::test]
+async fn sigterm_finishes_calls_ends_streams_and_exits_zero() {
+    let upstream = Upstream::spawn(Mode::Sessions).await;
+    let env = Env::new(Backend::Sqlite).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("serve")
+        .envs(env.env_pairs())
+        .env("SWITCHBOARD_LOG_FORMAT", "json")
+        .env(
+            "SWITCHBOARD_SHUTDOWN_GRACE_SECONDS",
+            GRACE_SECONDS.to_string(),
+        )
+        .env("SWITCHBOARD_GATEWAY_KEEPALIVE_SECONDS", "60")
+        .current_dir(env.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (api, admin) = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the gateway starts")
+            .unwrap()
+            .expect("log line");
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if v["fields"]["message"] == "switchboard listening" {
+            break (
+                format!("http://{}", v["fields"]["api"].as_str().unwrap()),
+                format!("http://{}", v["fields"]["admin"].as_str().unwrap()),
+            );
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    let log = tokio::spawn(async move {
+        let mut out = Vec::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            out.push(l);
+        }
+        out
+    });
+    let key = env.admin_key.clone();
+    let client = reqwest::Client::new();
+    let mut body = connector_body("draining", "mcp");
+    body["server"] = json!(upstream.url);
+    let resp = client
+        .post(format!("{api}/v1/connectors"))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    // An open SSE stream through the gateway.
+    let url = format!("{api}/v1/connectors-gateway/draining/mcp");
+    let sid = crate::gateway::initialize(&client, &url, &key).await;
+    let mut stream = client
+        .get(&url)
+        .bearer_auth(&key)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let reader = tokio::spawn(async move {
+        let mut bytes = 0usize;
+        loop {
+            match stream.chunk().await {
+                Ok(Some(c)) => bytes += c.len(),
+                Ok(None) => return Ok(bytes),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    });
+    // A slow tool call in flight.
+    let call = {
+        let (client, key) = (client.clone(), key.clone());
+        let url = format!("{api}/v1/connectors/draining/tools/sleep/call");
+        tokio::spawn(async move {
+            let resp = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"arguments": {"ms": 1500}}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = child.id().unwrap().to_string();
+    let sent = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    // Readiness turns 503 while the drain runs (the admin listener still answers).
+    let mut ready_503 = false;
+    while sent.elapsed() < Duration::from_secs(2) {
+        if let Ok(r) = client.get(format!("{admin}/readyz")).send().await {
+            if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+                ready_503 = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready_503, "/readyz did not turn 503 after SIGTERM");
+    // New connections are refused once draining.
+    assert!(
+        client
+            .get(format!("{api}/v1/connectors"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .is_err(),
+        "the API listener still accepts after SIGTERM"
+    );
+
+    let (status, result) = call.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["content"][0]["text"], "slept", "{result}");
+    let ended = tokio::time::timeout(Duration::from_secs(GRACE_SECONDS), reader)
+        .await
+        .expect("the stream ends within the grace period")
+        .unwrap();
+    assert!(ended.is_ok(), "the stream ended with an error: {ended:?}");
+    let status = tokio::time::timeout(Duration::from_secs(GRACE_SECONDS + 5), child.wait())
+        .await
+        .expect("the process exits")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(GRACE_SECONDS),
+        "exit took {:?}",
+        sent.elapsed()
+    );
+    let log = log.await.unwrap();
+    assert!(
+        !log.iter().any(|l| l.contains("grace period over")),
+        "the drain needed the whole grace period"
+    );
+}
