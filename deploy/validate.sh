@@ -266,7 +266,7 @@ refuse "edge without secrets" "secret.vaultKey is required"
 refuse "an unknown mode" "mode" --set mode=gateway -f ci/edge-values.yaml
 refuse "SQLite with several edge replicas" "PostgreSQL" -f ci/edge-values.yaml --set secret.storeUrl=sqlite:///data/switchboard.db
 refuse "sidecar without a bootstrap key" "secret.bootstrapKey is required" -f values-sidecar.yaml --set secret.vaultKey=k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
-printf 'config:\n  connectors:\n    - name: no-server\n      protocol: mcp\n' >"$work/connector-without-server.yaml"
+printf 'config:\n  connectors:\n    - name: no-server\n      description: d\n' >"$work/connector-without-server.yaml"
 refuse "a typo in a values key (values.schema.json)" "serviceMonitor" -f ci/edge-values.yaml --set serviceMonitor.enable=true
 refuse "a connector without a server" "server" \
     -f values-sidecar.yaml -f ci/sidecar-values.yaml -f "$work/connector-without-server.yaml"

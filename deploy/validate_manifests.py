@@ -32,8 +32,13 @@ import jsonschema
 import yaml
 
 CLI_VARS = {"SWITCHBOARD_CONFIG"}
-CONNECTOR_FIELDS = {"name", "protocol", "description", "server", "visibility", "headers"}
-CONNECTOR_REQUIRED = {"name", "protocol", "server"}
+# A declared connector is a create body of the Connectors API (POST /v1/connectors).
+CONNECTOR_FIELDS = {
+    "name", "protocol", "description", "server", "visibility", "headers", "global_headers",
+    "title", "icon_url", "system_prompt", "auth_methods", "auth_data",
+    "oauth2_server_metadata", "oauth2_server_metadata_url",
+}
+CONNECTOR_REQUIRED = {"name", "description", "server"}
 PROTOCOLS = {"mcp", "http"}
 VISIBILITIES = {"private", "shared_workspace", "shared_org"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod"}

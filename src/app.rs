@@ -35,6 +35,8 @@ pub enum BuildError {
     Registry(#[from] RegistryError),
     #[error("cannot build the upstream HTTP client: {0}")]
     HttpClient(String),
+    #[error("{0}")]
+    Declared(String),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -109,6 +111,12 @@ impl App {
         let bootstrap_key = keys
             .bootstrap(config.auth.bootstrap_key.as_ref(), &admin)
             .await?;
+        if !config.connectors.0.is_empty() {
+            let n = api::declared::apply(&registry, &admin, &config.connectors.0)
+                .await
+                .map_err(BuildError::Declared)?;
+            tracing::info!(count = n, "declared connectors applied");
+        }
 
         let api_listener = bind("api", config.api_listen).await?;
         let admin_listener = bind("admin", config.admin_listen).await?;

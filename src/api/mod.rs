@@ -3,6 +3,7 @@
 
 mod connectors;
 mod credentials;
+pub mod declared;
 mod dto;
 pub mod error;
 pub mod extract;

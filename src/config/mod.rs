@@ -56,6 +56,8 @@ pub struct Config {
     pub oauth: OAuthConfig,
     /// Distinct connectors labelled in metrics (the rest are `other`).
     pub max_connector_labels: usize,
+    /// Connectors declared in the config file, upserted at start by the bootstrap admin.
+    pub connectors: DeclaredConnectors,
     /// Non-fatal findings (e.g. an unknown `SWITCHBOARD_*` variable), reported at start-up.
     pub warnings: Vec<String>,
 }
@@ -133,6 +135,79 @@ pub struct LogConfig {
     pub access: bool,
 }
 
+/// Connectors declared in the config file (`[[connectors]]`): create bodies (§5.1) with every
+/// `${VAR}` replaced from the environment. `Debug` shows names only (values may be secrets).
+#[derive(Clone, Default)]
+pub struct DeclaredConnectors(pub Vec<serde_json::Map<String, serde_json::Value>>);
+
+impl std::fmt::Debug for DeclaredConnectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|c| c.get("name").cloned()))
+            .finish()
+    }
+}
+
+impl DeclaredConnectors {
+    fn interpolate(raw: &[toml::Table], env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut out = Vec::new();
+        for (i, table) in raw.iter().enumerate() {
+            let path = format!("connectors[{i}]");
+            let json =
+                serde_json::to_value(table).map_err(|e| ConfigError::new(&path, e.to_string()))?;
+            let json = substitute(json, env).map_err(|m| ConfigError::new(&path, m))?;
+            let serde_json::Value::Object(map) = json else {
+                return Err(ConfigError::new(&path, "expected a table"));
+            };
+            if !map.get("name").is_some_and(serde_json::Value::is_string) {
+                return Err(ConfigError::new(&path, "`name` is required"));
+            }
+            out.push(map);
+        }
+        Ok(Self(out))
+    }
+}
+
+/// Replaces `${VAR}` in every string with the variable's value; an unset variable is an error.
+fn substitute(v: serde_json::Value, env: &[(String, String)]) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::String(s) => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let end = after
+                    .find('}')
+                    .ok_or_else(|| "unclosed `${` in a value".to_owned())?;
+                let name = &after[..end];
+                let value = env
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+                    .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+                out.push_str(value);
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|i| substitute(i, env))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| substitute(v, env).map(|v| (k, v)))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other,
+    })
+}
+
 /// The default config file, relative to the working directory.
 pub const DEFAULT_FILE: &str = "config/switchboard.toml";
 
@@ -164,14 +239,17 @@ impl Config {
         env: &[(String, String)],
     ) -> Result<Self, ConfigError> {
         let (raw, warnings) = sources::merge(file, env)?;
+        let declared = DeclaredConnectors::interpolate(&raw.connectors, env)?;
         let mut config = Self::validate(raw)?;
         config.warnings = warnings;
+        config.connectors = declared;
         Ok(config)
     }
 
     pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
         Ok(Self {
             warnings: Vec::new(),
+            connectors: DeclaredConnectors::default(),
             api_listen: socket_addr("api.listen", &raw.api.listen)?,
             admin_listen: socket_addr("admin.listen", &raw.admin.listen)?,
             store: StoreConfig {

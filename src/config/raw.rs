@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub outbound: RawOutbound,
     pub oauth: RawOAuth,
     pub metrics: RawMetrics,
+    /// Connectors declared in the file (`[[connectors]]`), upserted at start.
+    pub connectors: Vec<toml::Table>,
 }
 
 impl Default for RawConfig {
@@ -45,6 +47,7 @@ impl Default for RawConfig {
             outbound: RawOutbound::default(),
             oauth: RawOAuth::default(),
             metrics: RawMetrics::default(),
+            connectors: Vec::new(),
         }
     }
 }

@@ -168,6 +168,22 @@ impl TestApp {
         }
     }
 
+    /// Starts with a config file's text (and extra environment-style pairs).
+    pub async fn start_with_file(env: Env, toml: &str, extra: &[(&str, &str)]) -> Self {
+        let mut pairs = env.env_pairs();
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = switchboard::Config::from_sources(Some(("test.toml", toml)), &pairs)
+            .expect("test config");
+        let bound = App::build(config).await.expect("app builds");
+        Self {
+            base: format!("http://{}", bound.api_addr()),
+            admin_base: format!("http://{}", bound.admin_addr()),
+            bound,
+            env,
+            client: reqwest::Client::new(),
+        }
+    }
+
     /// Shuts the app down and returns its environment (to restart on the same store).
     pub async fn stop(self) -> Env {
         self.bound.shutdown().await;

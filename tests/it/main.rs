@@ -4,6 +4,7 @@
 mod cli;
 mod connectors;
 mod credentials;
+mod declared;
 mod gateway;
 mod harness;
 mod outbound;

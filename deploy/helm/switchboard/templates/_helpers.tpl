@@ -99,7 +99,7 @@ render fails with the message.
 {{- end -}}
 {{- end -}}
 {{- range $i, $c := .Values.config.connectors -}}
-{{- range $field := list "name" "protocol" "server" -}}
+{{- range $field := list "name" "description" "server" -}}
 {{- if not (get $c $field) -}}
 {{- fail (printf "config.connectors[%d]: %s is required" $i $field) -}}
 {{- end -}}
