@@ -337,7 +337,7 @@ fn rpc_method(bytes: &Bytes, connector: &str) -> &'static str {
 /// Relays an SSE byte stream as is, adding a `: keep-alive` comment whenever nothing came
 /// for `every` — only between events, never inside one — and ending it cleanly (at an event
 /// boundary) once `draining` turns `true`.
-pub(super) fn with_keepalive<S, E>(
+pub fn with_keepalive<S, E>(
     inner: S,
     every: Duration,
     draining: tokio::sync::watch::Receiver<bool>,

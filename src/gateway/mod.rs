@@ -6,9 +6,9 @@ mod error;
 mod headers;
 mod http_relay;
 mod legacy_bridge;
-mod mcp_relay;
+pub mod mcp_relay;
 pub mod proxy_status;
-mod session;
+pub mod session;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! and legacy HTTP+SSE (2024-11-05). Eras are detected once per connector and remembered;
 //! sessions are pooled per (connector, credential identity).
 
-mod http;
+pub mod http;
 pub mod jsonrpc;
 pub mod legacy;
 mod pool;
