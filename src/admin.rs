@@ -48,7 +48,7 @@ pub fn router(readiness: Readiness, sessions: SessionCount) -> Router {
             }),
         )
         .layer(axum::middleware::from_fn_with_state(
-            crate::observe::AccessLog(false),
+            crate::observe::Observe::admin(),
             crate::observe::track,
         ))
         .with_state(readiness)

@@ -66,6 +66,10 @@ impl App {
     pub async fn build(config: Config) -> Result<Bound, BuildError> {
         let config = Arc::new(config);
         crate::metrics::set_connector_label_cap(config.max_connector_labels);
+        crate::limits::set_upstream(
+            config.limits.max_upstream_response_bytes,
+            config.limits.max_sse_line_bytes,
+        );
         for warning in &config.warnings {
             tracing::warn!("config: {warning}");
         }
@@ -170,6 +174,7 @@ impl App {
         )
         .map_err(BuildError::HttpClient)?
         .with_draining(drain_rx.clone())
+        .with_limits(config.limits.clone())
         .with_allow_lists(config.allowed_origins.clone(), config.allowed_hosts.clone());
         let sessions: admin::SessionCount = {
             let tools = tools.clone();

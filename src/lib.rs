@@ -11,6 +11,7 @@ pub mod config;
 pub mod credentials;
 pub mod gateway;
 pub mod identity;
+pub mod limits;
 pub mod mcp;
 pub mod metrics;
 pub mod net;

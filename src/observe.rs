@@ -12,9 +12,34 @@ use axum::response::Response;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Whether access lines are written (`log.access`).
+/// Per-listener settings: access lines (`log.access`) and the header limits.
 #[derive(Debug, Clone, Copy)]
-pub struct AccessLog(pub bool);
+pub struct Observe {
+    pub access: bool,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+}
+
+impl Observe {
+    /// The admin listener: no access lines, no limits beyond hyper's own.
+    pub fn admin() -> Self {
+        Self {
+            access: false,
+            max_headers: usize::MAX,
+            max_header_bytes: usize::MAX,
+        }
+    }
+}
+
+/// Too many request headers, or too many header bytes: 431 in the plane's error format.
+fn headers_too_large(plane: &str, what: String) -> Response {
+    use axum::response::IntoResponse;
+    if plane == "gateway" {
+        crate::gateway::GatewayError::HeadersTooLarge(what).into_response()
+    } else {
+        crate::api::error::ApiError::HeadersTooLarge(what).into_response()
+    }
+}
 
 fn valid_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
@@ -57,11 +82,29 @@ fn connector_ref(path: &str) -> &str {
 }
 
 pub async fn track(
-    axum::extract::State(access): axum::extract::State<AccessLog>,
+    axum::extract::State(settings): axum::extract::State<Observe>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
+    let headers = req.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    let too_large = if headers.len() > settings.max_headers {
+        Some(format!(
+            "Too many request headers (limit {})",
+            settings.max_headers
+        ))
+    } else if header_bytes > settings.max_header_bytes {
+        Some(format!(
+            "Request headers too large (limit {} bytes)",
+            settings.max_header_bytes
+        ))
+    } else {
+        None
+    };
     let request_id = match req.headers().get(REQUEST_ID) {
         Some(v) if valid_request_id(v) => v.clone(),
         _ => {
@@ -77,7 +120,10 @@ pub async fn track(
         .map_or_else(|| "unmatched".to_owned(), |m| route_label(m.as_str()));
     let method = method_label(req.method());
     let path_connector = connector_ref(req.uri().path()).to_owned();
-    let mut response = next.run(req).await;
+    let mut response = match too_large {
+        Some(what) => headers_too_large(plane_of(&route), what),
+        None => next.run(req).await,
+    };
     let took = started.elapsed();
     let plane = plane_of(&route);
     let status = response.status().as_u16();
@@ -88,7 +134,7 @@ pub async fn track(
     m.http_duration
         .with_label_values(&[plane, route.as_str()])
         .observe(took.as_secs_f64());
-    if access.0 && plane != "admin" {
+    if settings.access && plane != "admin" {
         tracing::info!(
             target: "switchboard::access",
             plane,

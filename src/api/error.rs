@@ -85,6 +85,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body too large (limit {0} bytes)")]
     PayloadTooLarge(usize),
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("{0}")]
@@ -123,6 +125,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -102,6 +102,14 @@ impl FromRequest<AppState> for OptionalJsonObject {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonObject(None));
         }
+        let depth = state.config.limits.max_json_depth;
+        if crate::limits::json_depth_exceeds(&bytes, depth) {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                vec!["body".into()],
+                "json_invalid",
+                format!("JSON nested deeper than {depth} levels"),
+            )]));
+        }
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::Validation(vec![FieldError::new(
                 vec!["body".into(), Loc::Index(e.column())],

@@ -95,7 +95,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
-            crate::observe::AccessLog(state.config.log.access),
+            crate::observe::Observe {
+                access: state.config.log.access,
+                max_headers: state.config.limits.max_headers,
+                max_header_bytes: state.config.limits.max_header_bytes,
+            },
             crate::observe::track,
         ))
         // The span names the path only: query strings may carry secrets (an OAuth `code`,

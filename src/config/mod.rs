@@ -41,6 +41,7 @@ pub struct Config {
     pub log: LogConfig,
     pub max_body_bytes: usize,
     pub max_page_size: u32,
+    pub limits: Limits,
     pub shutdown_grace: Duration,
     pub upstream: UpstreamConfig,
     pub tools_cache: ToolsCacheConfig,
@@ -60,6 +61,32 @@ pub struct Config {
     pub connectors: DeclaredConnectors,
     /// Non-fatal findings (e.g. an unknown `SWITCHBOARD_*` variable), reported at start-up.
     pub warnings: Vec<String>,
+}
+
+/// Limits beyond the JSON body size (every one configurable; safe defaults).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_relay_body_bytes: usize,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_upstream_response_bytes: usize,
+    pub max_sse_line_bytes: usize,
+    pub max_streams_per_principal: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_relay_body_bytes: 16 * 1024 * 1024,
+            max_headers: 64,
+            max_header_bytes: 32 * 1024,
+            max_json_depth: 64,
+            max_upstream_response_bytes: 16 * 1024 * 1024,
+            max_sse_line_bytes: 1024 * 1024,
+            max_streams_per_principal: 32,
+        }
+    }
 }
 
 /// The outbound policy (SSRF guard).
@@ -313,6 +340,40 @@ impl Config {
                 1 << 30,
             )?,
             max_page_size: ranged("limits.max_page_size", raw.limits.max_page_size, 1, 100_000)?,
+            limits: Limits {
+                max_relay_body_bytes: ranged(
+                    "limits.max_relay_body_bytes",
+                    raw.limits.max_relay_body_bytes,
+                    1024,
+                    1 << 34,
+                )?,
+                max_headers: ranged("limits.max_headers", raw.limits.max_headers, 8, 100)?,
+                max_header_bytes: ranged(
+                    "limits.max_header_bytes",
+                    raw.limits.max_header_bytes,
+                    1024,
+                    256 * 1024,
+                )?,
+                max_json_depth: ranged("limits.max_json_depth", raw.limits.max_json_depth, 2, 128)?,
+                max_upstream_response_bytes: ranged(
+                    "limits.max_upstream_response_bytes",
+                    raw.limits.max_upstream_response_bytes,
+                    1024,
+                    1 << 32,
+                )?,
+                max_sse_line_bytes: ranged(
+                    "limits.max_sse_line_bytes",
+                    raw.limits.max_sse_line_bytes,
+                    256,
+                    1 << 30,
+                )?,
+                max_streams_per_principal: ranged(
+                    "limits.max_streams_per_principal",
+                    raw.limits.max_streams_per_principal,
+                    1,
+                    100_000,
+                )?,
+            },
             shutdown_grace: Duration::from_secs(ranged(
                 "shutdown.grace_seconds",
                 raw.shutdown.grace_seconds,

@@ -147,6 +147,18 @@ impl Default for RawLog {
 pub struct RawLimits {
     pub max_body_bytes: i64,
     pub max_page_size: i64,
+    /// Request bodies relayed by `/http` (streamed, so larger than JSON bodies).
+    pub max_relay_body_bytes: i64,
+    /// Request header count and total size (name + value bytes).
+    pub max_headers: i64,
+    pub max_header_bytes: i64,
+    /// Nesting of arrays/objects in JSON request bodies.
+    pub max_json_depth: i64,
+    /// Upstream answers read into memory (JSON bodies, SSE events) and upstream SSE lines.
+    pub max_upstream_response_bytes: i64,
+    pub max_sse_line_bytes: i64,
+    /// Listening SSE streams (`GET /mcp`) open at once per principal.
+    pub max_streams_per_principal: i64,
 }
 
 impl Default for RawLimits {
@@ -154,6 +166,13 @@ impl Default for RawLimits {
         Self {
             max_body_bytes: 1024 * 1024,
             max_page_size: 1000,
+            max_relay_body_bytes: 16 * 1024 * 1024,
+            max_headers: 64,
+            max_header_bytes: 32 * 1024,
+            max_json_depth: 64,
+            max_upstream_response_bytes: 16 * 1024 * 1024,
+            max_sse_line_bytes: 1024 * 1024,
+            max_streams_per_principal: 32,
         }
     }
 }

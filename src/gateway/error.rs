@@ -35,6 +35,12 @@ pub enum GatewayError {
     BadRequest(String),
     #[error("Request body too large (limit {0} bytes)")]
     PayloadTooLarge(usize),
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    #[error("Too many open streams (limit {0} per caller)")]
+    TooManyStreams(usize),
+    #[error("JSON nested deeper than {0} levels")]
+    JsonTooDeep(usize),
     #[error("Upstream MCP server unavailable")]
     UpstreamUnavailable(String),
     #[error("Upstream timed out")]
@@ -111,6 +117,24 @@ impl GatewayError {
                 "http_request_error",
                 true,
                 Some("request_too_large"),
+            ),
+            GatewayError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "http_request_error",
+                true,
+                Some("request_headers_too_large"),
+            ),
+            GatewayError::TooManyStreams(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "http_request_denied",
+                true,
+                Some("too_many_streams"),
+            ),
+            GatewayError::JsonTooDeep(_) => (
+                StatusCode::BAD_REQUEST,
+                "http_request_error",
+                true,
+                Some("json_too_deep"),
             ),
             GatewayError::UpstreamUnavailable(_) => (
                 StatusCode::BAD_GATEWAY,

@@ -74,6 +74,14 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
             .contains_key(axum::http::header::TRANSFER_ENCODING),
     };
     let replayable = resolved.oauth_bearer.is_some() && small;
+    let max_body = state.gateway.limits.max_relay_body_bytes;
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body as u64) {
+        return Err(GatewayError::PayloadTooLarge(max_body));
+    }
     let mut kept: Option<axum::body::Bytes> = None;
     let mut stream = Some(body);
     if replayable {
@@ -99,10 +107,18 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
             .headers(headers);
         let request = match (&kept, stream.take()) {
             (Some(bytes), _) => request.body(bytes.clone()),
-            (None, Some(body)) => request.body(reqwest::Body::wrap_stream(body.into_data_stream())),
+            (None, Some(body)) => request.body(reqwest::Body::wrap_stream(
+                crate::limits::body_capped(body.into_data_stream(), max_body),
+            )),
             (None, None) => request,
         };
-        let upstream = request.send().await.map_err(super::send_error)?;
+        let upstream = request.send().await.map_err(|e| {
+            if crate::limits::too_large_in(&e) {
+                GatewayError::PayloadTooLarge(max_body)
+            } else {
+                super::send_error(e)
+            }
+        })?;
         if upstream.status() == axum::http::StatusCode::UNAUTHORIZED && !retried {
             if let (Some(rejected), Some(_)) = (resolved.rejected_token().map(str::to_owned), &kept)
             {

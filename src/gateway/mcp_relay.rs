@@ -137,11 +137,28 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         let bytes = axum::body::to_bytes(body, limit)
             .await
             .map_err(|_| GatewayError::PayloadTooLarge(limit))?;
+        let depth = state.gateway.limits.max_json_depth;
+        if crate::limits::json_depth_exceeds(&bytes, depth) {
+            return Err(GatewayError::JsonTooDeep(depth));
+        }
         Some(bytes)
     } else {
         None
     };
     let rpc_method = body.as_ref().map(|b| rpc_method(b, &resolved.connector.id));
+    // A listening stream holds a slot of the caller's until it ends.
+    let permit = if is_get {
+        let max = state.gateway.limits.max_streams_per_principal;
+        Some(
+            state
+                .gateway
+                .streams_open
+                .acquire(&p.user_id, max)
+                .ok_or(GatewayError::TooManyStreams(max))?,
+        )
+    } else {
+        None
+    };
     let started = std::time::Instant::now();
     let mut resolved = resolved;
     let mut retried = false;
@@ -207,7 +224,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     }
     if claims.is_some() && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST) {
         // The upstream forgot the session (404; server-everything says 400): never half-working.
-        let text = upstream.text().await.unwrap_or_default();
+        let text = crate::limits::error_text(upstream).await;
         if status == StatusCode::NOT_FOUND || text.to_ascii_lowercase().contains("session") {
             return Ok(session_not_found());
         }
@@ -256,10 +273,12 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
                 }
             }
         });
-        let guard = metrics.stream_opened("gateway");
+        let guard = (metrics.stream_opened("gateway"), permit);
+        let capped =
+            crate::limits::sse_capped(watched, state.gateway.limits.max_sse_line_bytes, usize::MAX);
         Body::from_stream(
             with_keepalive(
-                watched,
+                capped,
                 state.gateway.keepalive,
                 state.gateway.draining.clone(),
             )

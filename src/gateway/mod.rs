@@ -44,6 +44,55 @@ pub struct Gateway {
     /// Turns `true` when the process drains: relayed SSE streams end at the next event
     /// boundary.
     pub draining: tokio::sync::watch::Receiver<bool>,
+    /// Listening streams open per principal, and the limits of this plane.
+    pub streams_open: StreamCounts,
+    pub limits: crate::config::Limits,
+}
+
+/// Open listening streams per principal (user id).
+#[derive(Clone)]
+pub struct StreamCounts(
+    std::sync::Arc<moka::sync::Cache<String, std::sync::Arc<std::sync::atomic::AtomicUsize>>>,
+);
+
+impl std::fmt::Debug for StreamCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamCounts").finish_non_exhaustive()
+    }
+}
+
+/// One open stream of a principal; dropping it frees the slot.
+#[derive(Debug)]
+pub struct StreamPermit(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl StreamCounts {
+    fn new() -> Self {
+        Self(std::sync::Arc::new(
+            moka::sync::Cache::builder().max_capacity(1_000_000).build(),
+        ))
+    }
+
+    /// A slot for one more stream of `principal`, unless `max` are open.
+    pub fn acquire(&self, principal: &str, max: usize) -> Option<StreamPermit> {
+        use std::sync::atomic::Ordering;
+        let count = self.0.get_with(principal.to_owned(), Default::default);
+        let mut current = count.load(Ordering::SeqCst);
+        loop {
+            if current >= max {
+                return None;
+            }
+            match count.compare_exchange(current, current + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Some(StreamPermit(count)),
+                Err(now) => current = now,
+            }
+        }
+    }
 }
 
 impl Gateway {
@@ -69,7 +118,15 @@ impl Gateway {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             draining: tokio::sync::watch::channel(false).1,
+            streams_open: StreamCounts::new(),
+            limits: crate::config::Limits::default(),
         })
+    }
+
+    /// Applies these limits (relay body, JSON depth, streams per principal).
+    pub fn with_limits(mut self, limits: crate::config::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Ends relayed SSE streams when this turns `true`.

@@ -48,7 +48,7 @@ pub async fn post(
         let status = resp.status();
         let headers = resp.headers().clone();
         if !status.is_success() {
-            let text = resp.text().await.unwrap_or_default();
+            let text = crate::limits::error_text(resp).await;
             let err = McpError::from_status(status, &text, had_session);
             // 2026-07-28 servers carry JSON-RPC errors in 4xx answers: that is an answer.
             if let (McpError::Http { .. }, Some(id)) = (&err, expect) {
@@ -80,7 +80,10 @@ pub async fn post(
         let response = if ctype.starts_with("text/event-stream") {
             read_sse_until(resp, id, sink).await?
         } else {
-            let bytes = resp.bytes().await.map_err(McpError::from_reqwest)?;
+            let bytes = crate::limits::read_body(resp)
+                .await
+                .map_err(McpError::from_reqwest)?
+                .map_err(|e| McpError::Protocol(e.0))?;
             find_response(&bytes, id, sink)?.ok_or_else(|| {
                 McpError::Protocol("JSON answer does not hold our response".into())
             })?
@@ -118,9 +121,9 @@ async fn read_sse_until(
     id: &Value,
     sink: &NotificationSink,
 ) -> Result<Result<Value, RpcError>, McpError> {
-    let mut events = resp.bytes_stream().eventsource();
+    let mut events = capped_events(resp);
     while let Some(event) = events.next().await {
-        let event = event.map_err(|e| McpError::Unreachable(format!("SSE stream broke: {e}")))?;
+        let event = event.map_err(sse_error)?;
         if event.data.trim().is_empty() {
             continue; // priming event
         }
@@ -131,4 +134,32 @@ async fn read_sse_until(
     Err(McpError::Protocol(
         "the SSE stream ended before the response".into(),
     ))
+}
+
+/// An upstream SSE body as events, lines and events capped by the limits.
+pub fn capped_events(
+    resp: reqwest::Response,
+) -> eventsource_stream::EventStream<
+    impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send,
+> {
+    crate::limits::sse_capped(
+        resp.bytes_stream(),
+        crate::limits::max_sse_line(),
+        crate::limits::max_upstream_response(),
+    )
+    .eventsource()
+}
+
+/// A broken upstream SSE stream: a limit exceeded is a protocol error, anything else a broken
+/// connection.
+pub fn sse_error(e: eventsource_stream::EventStreamError<std::io::Error>) -> McpError {
+    if let eventsource_stream::EventStreamError::Transport(io) = &e {
+        if let Some(t) = io
+            .get_ref()
+            .and_then(|r| r.downcast_ref::<crate::limits::TooLarge>())
+        {
+            return McpError::Protocol(t.0.clone());
+        }
+    }
+    McpError::Unreachable(format!("SSE stream broke: {e}"))
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::Value;
@@ -50,7 +49,7 @@ impl Channel {
         .map_err(McpError::from_reqwest)?;
         let status = resp.status();
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
+            let body = crate::limits::error_text(resp).await;
             return Err(McpError::from_status(status, &body, false));
         }
         let is_sse = resp
@@ -63,10 +62,10 @@ impl Channel {
                 "not an MCP endpoint: neither Streamable HTTP nor an SSE stream".into(),
             ));
         }
-        let mut events = resp.bytes_stream().eventsource();
+        let mut events = super::http::capped_events(resp);
         let endpoint = tokio::time::timeout(settings.call_timeout, async {
             while let Some(ev) = events.next().await {
-                let ev = ev.map_err(|e| McpError::Unreachable(format!("SSE stream broke: {e}")))?;
+                let ev = ev.map_err(super::http::sse_error)?;
                 if ev.event == "endpoint" {
                     return Ok(ev.data);
                 }
@@ -188,7 +187,7 @@ impl Channel {
         if status.is_success() {
             return Ok(());
         }
-        let text = resp.text().await.unwrap_or_default();
+        let text = crate::limits::error_text(resp).await;
         // The endpoint URL carries the legacy session: a 404 there means it is gone.
         Err(McpError::from_status(status, &text, true))
     }

@@ -322,7 +322,6 @@ async fn listen(
     mut headers: HeaderMap,
     sink: NotificationSink,
 ) {
-    use eventsource_stream::Eventsource;
     use futures_util::StreamExt;
     headers.insert(
         reqwest::header::ACCEPT,
@@ -334,7 +333,7 @@ async fn listen(
     if !resp.status().is_success() {
         return;
     }
-    let mut events = resp.bytes_stream().eventsource();
+    let mut events = super::http::capped_events(resp);
     while let Some(Ok(ev)) = events.next().await {
         if ev.data.trim().is_empty() {
             continue;
