@@ -44,7 +44,7 @@ fn round_trip(input: &mut Input<'_>) {
     let flags = input.byte();
     let exp = input.u64() as i64;
     let (kind, pos, byte) = (input.byte(), input.u16(), input.byte());
-    let mut opt = |bit: u8, input: &mut Input<'_>| {
+    let opt = |bit: u8, input: &mut Input<'_>| {
         let v = input.field();
         (flags & (1 << bit) != 0).then_some(v)
     };

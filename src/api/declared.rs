@@ -25,16 +25,21 @@ pub async fn apply(
         let fail = |e: ApiError| format!("declared connector `{name}`: {}", describe(&e));
         match registry.resolve(admin, &name).await {
             Ok(existing) => {
-                let mut update = body.clone();
-                for fixed in ["protocol", "visibility", "name"] {
-                    update.remove(fixed);
+                let declared = dto::parse_create(body).map_err(fail)?;
+                if declared.visibility != existing.visibility {
+                    tracing::warn!(
+                        connector = %existing.id,
+                        name = %name,
+                        "declared visibility differs from the stored one; use share/unshare to change it"
+                    );
                 }
-                let patch = dto::parse_update(&update).map_err(fail)?;
-                registry
-                    .update(admin, &existing.id, patch)
+                let changed = registry
+                    .reconcile(admin, &existing.id, declared)
                     .await
                     .map_err(|e| fail(e.into()))?;
-                tracing::info!(connector = %existing.id, name = %name, "declared connector updated");
+                if changed {
+                    tracing::info!(connector = %existing.id, name = %name, "declared connector updated");
+                }
             }
             Err(RegistryError::NotFound) => {
                 let new = dto::parse_create(body).map_err(fail)?;

@@ -155,6 +155,10 @@ pub fn parse_update(body: &Map<String, Value>) -> Result<ConnectorPatch, ApiErro
             "global_headers cannot be changed by an update",
         ),
         (
+            "headers",
+            "headers cannot be changed by an update; use credentials or global_headers at creation",
+        ),
+        (
             "oauth2_server_metadata_url",
             "oauth2_server_metadata_url cannot be changed by an update",
         ),

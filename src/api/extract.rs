@@ -102,6 +102,13 @@ impl FromRequest<AppState> for OptionalJsonObject {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonObject(None));
         }
+        if let Err(msg) = no_duplicate_keys(&bytes) {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                vec!["body".into()],
+                "json_invalid",
+                format!("JSON decode error: {msg}"),
+            )]));
+        }
         let depth = state.config.limits.max_json_depth;
         if crate::limits::json_depth_exceeds(&bytes, depth) {
             return Err(ApiError::Validation(vec![FieldError::new(
@@ -210,5 +217,84 @@ where
                 rejection.body_text(),
             )),
         }
+    }
+}
+
+/// Refuses JSON whose objects repeat a key (`{"a": 1, "a": 2}`): which one counts is
+/// ambiguous, so neither is taken. Syntax errors are left to the real parse.
+fn no_duplicate_keys(bytes: &[u8]) -> Result<(), String> {
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Check;
+
+    impl<'de> DeserializeSeed<'de> for Check {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(Check)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Check {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Check)?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    let shown: String = key.chars().take(64).collect();
+                    return Err(de::Error::custom(format!("duplicate key `{shown}`")));
+                }
+                map.next_value_seed(Check)?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut d = serde_json::Deserializer::from_slice(bytes);
+    match Check.deserialize(&mut d) {
+        Err(e) if e.is_data() => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn duplicate_keys_are_found_at_any_depth() {
+        use super::no_duplicate_keys as check;
+        assert!(check(br#"{"a": 1, "b": {"c": [1, {"d": 2}]}}"#).is_ok());
+        assert!(
+            check(br#"{"a": 1, "a": 2}"#)
+                .unwrap_err()
+                .contains("duplicate key `a`")
+        );
+        assert!(check(br#"{"x": [{"k": 1, "k": 1}]}"#).is_err());
+        assert!(check(br#"{"a": "\u0061", "\u0061": 1}"#).is_err());
+        // syntax errors are for the real parse to report
+        assert!(check(b"{not json").is_ok());
     }
 }

@@ -45,6 +45,19 @@ pub async fn call(
         .strip_suffix("/call")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::NotFound("Not Found".into()))?;
+    if tool
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(ApiError::Validation(vec![
+            FieldError::new(
+                vec!["path".into(), "tool_name".into()],
+                "value_error",
+                "Tool names may not contain empty, `.` or `..` segments",
+            )
+            .with_input(&Value::String(tool.to_owned())),
+        ]));
+    }
     let arguments = match body.as_ref().and_then(|b| b.get("arguments")) {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(Value::Object(a)) => Value::Object(a.clone()),

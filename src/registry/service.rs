@@ -218,6 +218,41 @@ impl Registry {
         .await
     }
 
+    /// Makes an existing connector match a full declaration (the config file's `[[connectors]]`):
+    /// its document and secrets are replaced, its id, owner and visibility kept. Nothing is
+    /// written when it already matches. `Ok(false)` then.
+    pub async fn reconcile(
+        &self,
+        p: &Principal,
+        reference: &str,
+        declared: NewConnector,
+    ) -> Result<bool, RegistryError> {
+        let current = self.resolve(p, reference).await?;
+        if current.protocol != declared.protocol {
+            return Err(RegistryError::Invalid(
+                "protocol",
+                format!(
+                    "the protocol of a connector cannot change (it is {}, not {})",
+                    current.protocol, declared.protocol
+                ),
+            ));
+        }
+        let same = current.name == declared.name
+            && current.doc == declared.doc
+            && current.open_secrets(&self.vault)? == declared.secrets;
+        if same {
+            return Ok(false);
+        }
+        self.modify(p, reference, Gate::Manage, |c, vault| {
+            c.name = declared.name.clone();
+            c.doc = declared.doc.clone();
+            c.seal_secrets(vault, &declared.secrets);
+            Ok(())
+        })
+        .await?;
+        Ok(true)
+    }
+
     pub async fn delete(&self, p: &Principal, reference: &str) -> Result<Connector, RegistryError> {
         let c = self.resolve(p, reference).await?;
         if !can_manage(&c, p) {

@@ -48,14 +48,34 @@ async fn declared_connectors_are_upserted_at_start() {
     // The header value is secret: never echoed.
     assert!(!c.to_string().contains("declared-token-31f0"));
 
-    // Next start, changed description: the same connector, updated.
+    // Next start, changed description and a rotated token: the same connector, updated.
     let env = app.stop().await;
-    let app = TestApp::start_with_file(env, &file(&upstream.url, "second"), &token).await;
+    let rotated = [("SB_DECLARED_TOKEN", "declared-token-rotated")];
+    let app = TestApp::start_with_file(env, &file(&upstream.url, "second"), &rotated).await;
     let (status, c) = app.get("/v1/connectors/declared-mcp", &key).await;
     assert_eq!(status, StatusCode::OK, "{c}");
     assert_eq!(c["description"], "second");
     assert_eq!(c["id"], id.as_str());
     assert_eq!(app.list_all(&key).await.len(), 1);
+    let (status, _) = app.get("/v1/connectors/declared-mcp/tools", &key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        upstream
+            .recorder
+            .authorization
+            .lock()
+            .await
+            .iter()
+            .any(|a| a == "Bearer declared-token-rotated"),
+        "the rotated header reached the upstream"
+    );
+    let modified = c["modified_at"].clone();
+
+    // An unchanged declaration writes nothing.
+    let env = app.stop().await;
+    let app = TestApp::start_with_file(env, &file(&upstream.url, "second"), &rotated).await;
+    let (_, c) = app.get("/v1/connectors/declared-mcp", &key).await;
+    assert_eq!(c["modified_at"], modified);
     app.finish().await;
 }
 

@@ -7,6 +7,7 @@ mod credentials;
 mod declared;
 mod gateway;
 mod harness;
+mod hostile;
 mod limits;
 mod outbound;
 mod rejections;
