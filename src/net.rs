@@ -107,7 +107,7 @@ impl NetPolicy {
     /// the environment and `TCP_NODELAY`.
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver(self.clone())))
+            .dns_resolver(Arc::new(GuardedResolver::system(self.clone())))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .tcp_nodelay(true)
@@ -126,15 +126,39 @@ pub fn refused_in(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
-struct GuardedResolver(NetPolicy);
+type Lookup = Arc<
+    dyn Fn(String) -> futures_util::future::BoxFuture<'static, std::io::Result<Vec<SocketAddr>>>
+        + Send
+        + Sync,
+>;
+
+/// Resolves with the system resolver (or, in tests, any lookup) and keeps only the addresses
+/// the policy allows — on every connection, so each answer is judged afresh.
+struct GuardedResolver {
+    policy: NetPolicy,
+    lookup: Lookup,
+}
+
+impl GuardedResolver {
+    fn system(policy: NetPolicy) -> Self {
+        Self {
+            policy,
+            lookup: Arc::new(|host: String| {
+                Box::pin(
+                    async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.collect()) },
+                )
+            }),
+        }
+    }
+}
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.0.clone();
+        let policy = self.policy.clone();
+        let lookup = self.lookup.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = lookup(host.clone()).await?;
             if policy.host_allowed(&host) {
                 return Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs);
             }
@@ -356,17 +380,47 @@ mod tests {
     #[tokio::test]
     async fn resolver_refuses_names_that_resolve_private() {
         use reqwest::dns::Resolve;
-        let strict = GuardedResolver(NetPolicy::new(&[], true).unwrap());
+        let strict = GuardedResolver::system(NetPolicy::new(&[], true).unwrap());
         let name: reqwest::dns::Name = "localhost".parse().unwrap();
         let err = strict.resolve(name).await.err().expect("refused");
         assert!(err.to_string().contains("localhost"), "{err}");
 
-        let by_host = GuardedResolver(NetPolicy::new(&["localhost".into()], true).unwrap());
+        let by_host = GuardedResolver::system(NetPolicy::new(&["localhost".into()], true).unwrap());
         let name: reqwest::dns::Name = "localhost".parse().unwrap();
         assert!(by_host.resolve(name).await.is_ok());
-        let by_net =
-            GuardedResolver(NetPolicy::new(&["127.0.0.0/8".into(), "::1".into()], true).unwrap());
+        let by_net = GuardedResolver::system(
+            NetPolicy::new(&["127.0.0.0/8".into(), "::1".into()], true).unwrap(),
+        );
         let name: reqwest::dns::Name = "localhost".parse().unwrap();
         assert!(by_net.resolve(name).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_name_that_rebinds_to_a_private_address_is_refused_at_connect_time() {
+        use reqwest::dns::Resolve;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // First answer public, every later one loopback: a DNS rebinding attack.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let resolver = GuardedResolver {
+            policy: NetPolicy::new(&[], true).unwrap(),
+            lookup: Arc::new(move |_host: String| {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async move {
+                    let ip: IpAddr = if n == 0 {
+                        "93.184.216.34".parse().unwrap()
+                    } else {
+                        "127.0.0.1".parse().unwrap()
+                    };
+                    Ok(vec![SocketAddr::new(ip, 0)])
+                })
+            }),
+        };
+        let name = || "rebind.example".parse::<reqwest::dns::Name>().unwrap();
+        let first: Vec<SocketAddr> = resolver.resolve(name()).await.unwrap().collect();
+        assert_eq!(first[0].ip().to_string(), "93.184.216.34");
+        let second = resolver.resolve(name()).await;
+        assert!(second.is_err(), "the private answer must be refused");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }

@@ -11,7 +11,10 @@ use switchboard::mcp::jsonrpc::Message;
 pub fn check(data: &[u8]) {
     let parsed = Message::parse_all(data);
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
-        assert!(parsed.is_err(), "parse_all accepted bytes that are not JSON");
+        assert!(
+            parsed.is_err(),
+            "parse_all accepted bytes that are not JSON"
+        );
         return;
     };
     let items: Vec<&Value> = match &value {

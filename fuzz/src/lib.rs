@@ -39,11 +39,7 @@ pub const B64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 pub fn mutate(token: &str, kind: u8, pos: u16, byte: u8) -> String {
     let mut t = token.as_bytes().to_vec();
     let len = t.len();
-    let at = if len == 0 {
-        0
-    } else {
-        usize::from(pos) % len
-    };
+    let at = if len == 0 { 0 } else { usize::from(pos) % len };
     let c = B64_URL[usize::from(byte) % 64];
     match kind % 6 {
         0 if len > 0 => t[at] = c,

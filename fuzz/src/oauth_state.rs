@@ -88,7 +88,11 @@ fn round_trip(input: &mut Input<'_>) {
     let opened = StateClaims::open(vault(), &state);
     if state.len() <= MAX_STATE {
         let opened = opened.expect("a state this vault sealed must open");
-        assert_eq!(json(&opened), json(&claims), "the round trip changed the claims");
+        assert_eq!(
+            json(&opened),
+            json(&claims),
+            "the round trip changed the claims"
+        );
     } else {
         assert!(opened.is_none(), "a state over {MAX_STATE} bytes opened");
     }

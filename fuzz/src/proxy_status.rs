@@ -56,7 +56,9 @@ pub fn check(data: &[u8]) {
     );
 
     let mut expected_keys = vec!["error"];
-    status_code.is_some().then(|| expected_keys.push("status-code"));
+    status_code
+        .is_some()
+        .then(|| expected_keys.push("status-code"));
     details.is_some().then(|| expected_keys.push("details"));
     let keys: Vec<&str> = item.params.keys().map(|k| k.as_str()).collect();
     assert_eq!(keys, expected_keys, "wrong parameters: {header:?}");
@@ -68,7 +70,10 @@ pub fn check(data: &[u8]) {
         assert_eq!(written.as_str(), error, "a valid token was rewritten");
     }
     if let Some(code) = status_code {
-        let got = item.params.get("status-code").and_then(BareItem::as_integer);
+        let got = item
+            .params
+            .get("status-code")
+            .and_then(BareItem::as_integer);
         assert_eq!(got.map(i64::from), Some(i64::from(code)), "{header:?}");
     }
     if let Some(d) = &details {
@@ -79,6 +84,10 @@ pub fn check(data: &[u8]) {
             .chars()
             .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
             .collect();
-        assert_eq!(got.as_str(), want, "details changed beyond the documented replacement");
+        assert_eq!(
+            got.as_str(),
+            want,
+            "details changed beyond the documented replacement"
+        );
     }
 }

@@ -22,9 +22,17 @@ pub fn check(data: &[u8]) {
     match input.byte() % 2 {
         0 => {
             let text = String::from_utf8_lossy(input.rest()).into_owned();
-            assert_eq!(SealedSessionId::open(vault(), &text), None, "opened: {text:?}");
+            assert_eq!(
+                SealedSessionId::open(vault(), &text),
+                None,
+                "opened: {text:?}"
+            );
             let prefixed = format!("sb1.{text}");
-            assert_eq!(SealedSessionId::open(vault(), &prefixed), None, "opened: {prefixed:?}");
+            assert_eq!(
+                SealedSessionId::open(vault(), &prefixed),
+                None,
+                "opened: {prefixed:?}"
+            );
         }
         _ => round_trip(&mut input),
     }

@@ -60,9 +60,13 @@ pub fn check(data: &[u8]) {
     }
 }
 
-fn upstream(chunks: &[&[u8]]) -> impl futures_util::Stream<Item = Result<Bytes, io::Error>> + Send + Unpin + 'static {
-    let owned: Vec<Result<Bytes, io::Error>> =
-        chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+fn upstream(
+    chunks: &[&[u8]],
+) -> impl futures_util::Stream<Item = Result<Bytes, io::Error>> + Send + Unpin + 'static {
+    let owned: Vec<Result<Bytes, io::Error>> = chunks
+        .iter()
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     futures_util::stream::iter(owned)
 }
 
@@ -71,10 +75,19 @@ fn passthrough(chunks: &[&[u8]], drop_sender: bool) {
         let (tx, rx) = tokio::sync::watch::channel(false);
         if drop_sender {
             drop(tx);
-            collect(with_keepalive(upstream(chunks), Duration::from_secs(3600), rx)).await
+            collect(with_keepalive(
+                upstream(chunks),
+                Duration::from_secs(3600),
+                rx,
+            ))
+            .await
         } else {
-            let out =
-                collect(with_keepalive(upstream(chunks), Duration::from_secs(3600), rx)).await;
+            let out = collect(with_keepalive(
+                upstream(chunks),
+                Duration::from_secs(3600),
+                rx,
+            ))
+            .await;
             drop(tx);
             out
         }
