@@ -75,8 +75,10 @@ for t in "${TARGETS[@]}"; do
         echo "fuzz: $t: ok (${runs:-? runs}, ${cov:-cov: ?}, corpus $corpus_n)"
     else
         crashed=$((crashed + 1))
-        echo "fuzz: $t: FAILED (exit $rc); last lines of $log:"
-        tail -n 40 "$log" | sed 's/^/    /'
+        echo "fuzz: $t: FAILED (exit $rc); from $log:"
+        grep -A 6 -m 1 'panicked at' "$log" | sed 's/^/    /'
+        echo "    ..."
+        tail -n 15 "$log" | sed 's/^/    /'
         input="$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)"
         if [[ -z "$input" ]]; then
             input="$(comm -13 <(echo "$before") <(ls -A "$artifacts") | head -1)"

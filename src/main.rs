@@ -61,7 +61,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
         }
         Command::Serve => {
-            switchboard::telemetry::init(&config.log);
+            let _telemetry = switchboard::telemetry::init(&config.log, &config.telemetry);
             let bound = App::build(config).await?;
             if let Some(key) = bound.bootstrap_key() {
                 eprintln!(

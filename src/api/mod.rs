@@ -106,7 +106,13 @@ pub fn router(state: AppState) -> Router {
         // an upstream's own parameters on /http).
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+                let span = tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path()
+                );
+                crate::telemetry::adopt_parent(&span, req.headers());
+                span
             }),
         )
         .with_state(state)

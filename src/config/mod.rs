@@ -59,8 +59,16 @@ pub struct Config {
     pub max_connector_labels: usize,
     /// Connectors declared in the config file, upserted at start by the bootstrap admin.
     pub connectors: DeclaredConnectors,
+    pub telemetry: TelemetryConfig,
     /// Non-fatal findings (e.g. an unknown `SWITCHBOARD_*` variable), reported at start-up.
     pub warnings: Vec<String>,
+}
+
+/// OpenTelemetry export settings.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
 }
 
 /// Limits beyond the JSON body size (every one configurable; safe defaults).
@@ -270,6 +278,12 @@ impl Config {
         let mut config = Self::validate(raw)?;
         config.warnings = warnings;
         config.connectors = declared;
+        if config.telemetry.otlp_endpoint.is_some() && !cfg!(feature = "otel") {
+            config.warnings.push(
+                "telemetry.otlp_endpoint is set but this build has no `otel` feature: no spans are exported"
+                    .into(),
+            );
+        }
         Ok(config)
     }
 
@@ -277,6 +291,11 @@ impl Config {
         Ok(Self {
             warnings: Vec::new(),
             connectors: DeclaredConnectors::default(),
+            telemetry: TelemetryConfig {
+                otlp_endpoint: non_empty(&raw.telemetry.otlp_endpoint),
+                service_name: non_empty(&raw.telemetry.service_name)
+                    .unwrap_or_else(|| "switchboard".into()),
+            },
             api_listen: socket_addr("api.listen", &raw.api.listen)?,
             admin_listen: socket_addr("admin.listen", &raw.admin.listen)?,
             store: StoreConfig {

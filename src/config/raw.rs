@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub outbound: RawOutbound,
     pub oauth: RawOAuth,
     pub metrics: RawMetrics,
+    pub telemetry: RawTelemetry,
     /// Connectors declared in the file (`[[connectors]]`), upserted at start.
     pub connectors: Vec<toml::Table>,
 }
@@ -47,6 +48,7 @@ impl Default for RawConfig {
             outbound: RawOutbound::default(),
             oauth: RawOAuth::default(),
             metrics: RawMetrics::default(),
+            telemetry: RawTelemetry::default(),
             connectors: Vec::new(),
         }
     }
@@ -313,6 +315,24 @@ impl Default for RawMetrics {
     fn default() -> Self {
         Self {
             max_connector_labels: 100,
+        }
+    }
+}
+
+/// OpenTelemetry export (needs the `otel` cargo feature).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// OTLP/HTTP traces endpoint, e.g. `http://collector:4318/v1/traces`. Empty: no export.
+    pub otlp_endpoint: String,
+    pub service_name: String,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            service_name: "switchboard".into(),
         }
     }
 }

@@ -100,6 +100,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         let url = upstream_url(&resolved.connector.doc.server, &rest, parts.uri.query())?;
         let mut headers = headers_in.clone();
         inject(&mut headers, &resolved.target.headers);
+        crate::telemetry::inject_context(&mut headers);
         let request = state
             .gateway
             .http

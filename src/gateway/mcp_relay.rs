@@ -165,6 +165,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     let upstream = loop {
         let mut headers = request_headers(&parts.headers, &[SESSION_HEADER]);
         inject(&mut headers, &resolved.target.headers);
+        crate::telemetry::inject_context(&mut headers);
         if let Some(c) = &claims {
             let sid = HeaderValue::from_str(&c.s)
                 .map_err(|_| GatewayError::Internal("bad upstream session id".into()))?;

@@ -36,6 +36,7 @@ pub async fn post(
 ) -> Result<PostAnswer, McpError> {
     headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    crate::telemetry::inject_context(&mut headers);
     let had_session = headers.contains_key(super::SESSION_HEADER);
     let exchange = async {
         let resp = http
