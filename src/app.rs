@@ -162,6 +162,10 @@ impl App {
         let tools = tools_service(&config, registry.clone(), credentials.clone(), &policy)?
             .with_limits(limits.clone())
             .with_policy(policy.clone())
+            .with_breakers(crate::breaker::Breakers::new(
+                config.upstream.breaker_failures,
+                config.upstream.breaker_open,
+            ))
             .with_oauth(oauth.clone());
         let gateway = crate::gateway::Gateway::new(
             config.upstream.connect_timeout,

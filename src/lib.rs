@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod breaker;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -91,6 +91,8 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{0}")]
     Unavailable(&'static str),
+    #[error("The connector's upstream is failing; retry in {0} s")]
+    CircuitOpen(u64),
     #[error("Rate limit reached; retry in {0} s")]
     RateLimited(u64),
     #[error("{0}")]
@@ -127,7 +129,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::CircuitOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UpstreamAuth(_) => StatusCode::UNAUTHORIZED,
@@ -199,6 +201,7 @@ impl From<crate::tools::ToolsError> for ApiError {
                 ApiError::BadGateway("Upstream MCP server sent an invalid answer".into())
             }
             ToolsError::Refused(_) => ApiError::BadGateway(text),
+            ToolsError::CircuitOpen(secs) => ApiError::CircuitOpen(secs),
             ToolsError::OAuth(o) => o.into(),
         }
     }
@@ -244,7 +247,7 @@ impl IntoResponse for ApiError {
             other => json!({ "detail": other.to_string() }),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let ApiError::RateLimited(secs) = &self {
+        if let ApiError::RateLimited(secs) | ApiError::CircuitOpen(secs) = &self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*secs));

@@ -119,6 +119,9 @@ pub struct UpstreamConfig {
     pub call_timeout: Duration,
     pub session_idle: Duration,
     pub max_sessions: u64,
+    /// Consecutive failures that open a connector's breaker (0: off).
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -424,6 +427,18 @@ impl Config {
                     1,
                     10_000_000,
                 )?,
+                breaker_failures: ranged(
+                    "upstream.breaker_failures",
+                    raw.upstream.breaker_failures,
+                    0,
+                    1_000_000,
+                )?,
+                breaker_open: Duration::from_secs(ranged(
+                    "upstream.breaker_open_seconds",
+                    raw.upstream.breaker_open_seconds,
+                    1,
+                    86_400,
+                )?),
             },
             gateway_keepalive: Duration::from_secs(ranged(
                 "gateway.keepalive_seconds",

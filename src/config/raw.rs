@@ -200,6 +200,10 @@ pub struct RawUpstream {
     /// Pooled upstream sessions unused this long are closed.
     pub session_idle_seconds: i64,
     pub max_sessions: i64,
+    /// Consecutive upstream failures (unreachable, timeout, 5xx) that open a connector's
+    /// circuit breaker (0: no breaker), and how long it stays open before one probe.
+    pub breaker_failures: i64,
+    pub breaker_open_seconds: i64,
 }
 
 impl Default for RawUpstream {
@@ -208,6 +212,8 @@ impl Default for RawUpstream {
             connect_timeout_ms: 5_000,
             call_timeout_ms: 120_000,
             session_idle_seconds: 300,
+            breaker_failures: 5,
+            breaker_open_seconds: 30,
             max_sessions: 10_000,
         }
     }

@@ -47,6 +47,8 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("{0}")]
     CredentialsRefreshFailed(String),
+    #[error("The connector's upstream is failing; retry in {0} s")]
+    CircuitOpen(u64),
     #[error("{0}")]
     DestinationProhibited(String),
     /// Logged with its cause; the caller sees a generic message.
@@ -55,6 +57,14 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// Whether this error means the upstream itself failed (for the circuit breaker).
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout
+        )
+    }
+
     /// (status, RFC 9209 error, whether `status-code` is written, details)
     fn parts(&self) -> (StatusCode, &'static str, bool, Option<&'static str>) {
         match self {
@@ -148,6 +158,12 @@ impl GatewayError {
                 false,
                 Some("upstream_timeout"),
             ),
+            GatewayError::CircuitOpen(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "destination_unavailable",
+                false,
+                Some("circuit_open"),
+            ),
             GatewayError::CredentialsRefreshFailed(_) => (
                 StatusCode::UNAUTHORIZED,
                 "http_request_error",
@@ -192,7 +208,7 @@ impl IntoResponse for GatewayError {
         if let Ok(v) = HeaderValue::from_str(&member) {
             response.headers_mut().insert("proxy-status", v);
         }
-        if let GatewayError::RateLimited(secs) = &self {
+        if let GatewayError::RateLimited(secs) | GatewayError::CircuitOpen(secs) = &self {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(*secs));
@@ -258,6 +274,7 @@ impl From<ToolsError> for GatewayError {
                 GatewayError::Internal(format!("unexpected JSON-RPC error {}", rpc.code))
             }
             ToolsError::Refused(_) => GatewayError::DestinationProhibited(text),
+            ToolsError::CircuitOpen(secs) => GatewayError::CircuitOpen(secs),
             ToolsError::OAuth(o) => o.into(),
         }
     }

@@ -114,11 +114,16 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
             (None, None) => request,
         };
         let upstream = request.send().await.map_err(|e| {
-            if crate::limits::too_large_in(&e) {
+            let e = if crate::limits::too_large_in(&e) {
                 GatewayError::PayloadTooLarge(max_body)
             } else {
                 super::send_error(e)
-            }
+            };
+            state
+                .tools
+                .breakers()
+                .record(&resolved.connector.id, !e.is_upstream_failure());
+            e
         })?;
         if upstream.status() == axum::http::StatusCode::UNAUTHORIZED && !retried {
             if let (Some(rejected), Some(_)) = (resolved.rejected_token().map(str::to_owned), &kept)
@@ -133,6 +138,14 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         }
         break upstream;
     };
+    state
+        .tools
+        .breakers()
+        // An HTTP API's own 500 is an answer; a gateway-ish 502/503/504 means it is down.
+        .record(
+            &resolved.connector.id,
+            !matches!(upstream.status().as_u16(), 502..=504),
+        );
     crate::metrics::get().upstream(&resolved.connector.id, started.elapsed());
     tracing::debug!(connector = %resolved.connector.id, status = upstream.status().as_u16(), "http relay");
     let mut response = Response::new(Body::empty());

@@ -181,6 +181,10 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
             Ok(u) => u,
             Err(e) => {
                 let e = super::send_error(e);
+                state
+                    .tools
+                    .breakers()
+                    .record(&resolved.connector.id, !e.is_upstream_failure());
                 if let Some(m) = rpc_method {
                     let outcome = if matches!(e, GatewayError::UpstreamTimeout) {
                         "timeout"
@@ -211,6 +215,10 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         break upstream;
     };
     let status = upstream.status();
+    state
+        .tools
+        .breakers()
+        .record(&resolved.connector.id, !status.is_server_error());
     let metrics = crate::metrics::get();
     metrics.upstream(&resolved.connector.id, started.elapsed());
     if let Some(m) = rpc_method {

@@ -49,6 +49,9 @@ pub enum ToolsError {
     Rpc(RpcError),
     #[error(transparent)]
     OAuth(#[from] crate::oauth::OAuthError),
+    /// The connector's circuit breaker is open (seconds until the next probe).
+    #[error("The connector's upstream is failing; retry in {0} s")]
+    CircuitOpen(u64),
     /// The outbound policy refused the connector's server.
     #[error("The connector's server is not an allowed destination: {0}")]
     Refused(String),
@@ -68,6 +71,7 @@ pub struct ToolsService {
     cache: ToolsCache,
     oauth: Option<crate::oauth::OAuth>,
     policy: crate::net::NetPolicy,
+    breakers: crate::breaker::Breakers,
 }
 
 /// What a use of a connector needs from it.
@@ -125,7 +129,19 @@ impl ToolsService {
             cache,
             oauth: None,
             policy: crate::net::NetPolicy::permissive(),
+            breakers: crate::breaker::Breakers::off(),
         }
+    }
+
+    /// Opens a connector's circuit after consecutive upstream failures.
+    pub fn with_breakers(mut self, breakers: crate::breaker::Breakers) -> Self {
+        self.breakers = breakers;
+        self
+    }
+
+    /// The circuit breakers (the relays record their outcomes here).
+    pub fn breakers(&self) -> &crate::breaker::Breakers {
+        &self.breakers
     }
 
     /// Refuses upstream URLs this outbound policy refuses.
@@ -195,14 +211,19 @@ impl ToolsService {
             credential: u.pool_key.credential.clone(),
         };
         let fetch = self.fetch_all(u);
-        let (list, outcome) = self
-            .cache
-            .get(&key, refresh, fetch)
-            .await
-            .map_err(|e| match e {
+        let (list, outcome) = self.cache.get(&key, refresh, fetch).await.map_err(|e| {
+            self.breakers
+                .record(&key.connector_id, !upstream_failing(&e));
+            match e {
                 McpError::Rpc(rpc) => ToolsError::Rpc(rpc),
                 other => ToolsError::Upstream(other),
-            })?;
+            }
+        })?;
+        match outcome {
+            CacheOutcome::Miss => self.breakers.record(&key.connector_id, true),
+            CacheOutcome::Stale => self.breakers.record(&key.connector_id, false),
+            CacheOutcome::Hit => {}
+        }
         let result = match outcome {
             CacheOutcome::Hit => "hit",
             CacheOutcome::Miss => "miss",
@@ -229,11 +250,12 @@ impl ToolsService {
     ) -> Result<Value, ToolsError> {
         let (_, u) = self.prepare(p, reference, credentials_name, None).await?;
         let params = json!({"name": tool, "arguments": arguments});
-        let answer = match self
+        let first = self
             .pool
             .request(&u.pool_key, &u.target, "tools/call", params.clone())
-            .await
-        {
+            .await;
+        self.record_call(&u.pool_key.connector_id, &first);
+        let answer = match first {
             Err(McpError::AuthRejected(401)) if u.oauth_bearer.is_some() => {
                 let rejected = u
                     .oauth_bearer
@@ -242,13 +264,25 @@ impl ToolsService {
                 let (_, u) = self
                     .prepare(p, reference, credentials_name, rejected.as_deref())
                     .await?;
-                self.pool
+                let again = self
+                    .pool
                     .request(&u.pool_key, &u.target, "tools/call", params)
-                    .await?
+                    .await;
+                self.record_call(&u.pool_key.connector_id, &again);
+                again?
             }
             other => other?,
         };
         answer.map_err(ToolsError::Rpc)
+    }
+
+    /// Records a REST call's outcome with the breaker.
+    fn record_call<T>(&self, connector_id: &str, r: &Result<T, McpError>) {
+        let ok = match r {
+            Ok(_) => true,
+            Err(e) => !upstream_failing(e),
+        };
+        self.breakers.record(connector_id, ok);
     }
 
     /// The connector's tools if a list reached with its own headers is cached (never fetches).
@@ -335,6 +369,9 @@ impl ToolsService {
         if let Err(l) = self.limits.check_connector(&c.id) {
             return Err(ToolsError::RateLimited(l.retry_after_secs));
         }
+        self.breakers
+            .allow(&c.id)
+            .map_err(ToolsError::CircuitOpen)?;
         let selected = self.credentials.select(p, &c, choice).await?;
         let mut oauth_bearer = None;
         let (credential, credential_secrets) = match (selected, choice) {
@@ -429,5 +466,15 @@ impl ToolsService {
         Err(McpError::Protocol(format!(
             "tools/list did not end after {MAX_PAGES} pages"
         )))
+    }
+}
+
+/// Whether an upstream error means the upstream itself is failing (for the circuit breaker):
+/// unreachable, timed out, a 5xx, or garbage — not an auth refusal or a JSON-RPC error.
+fn upstream_failing(e: &McpError) -> bool {
+    match e {
+        McpError::Unreachable(_) | McpError::Timeout | McpError::Protocol(_) => true,
+        McpError::Http { status, .. } => *status >= 500,
+        McpError::SessionExpired | McpError::AuthRejected(_) | McpError::Rpc(_) => false,
     }
 }

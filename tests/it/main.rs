@@ -1,6 +1,7 @@
 //! The integration test binary: the real app on port 0 against real stores.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected values")]
 
+mod breaker;
 mod cli;
 mod connectors;
 mod credentials;
