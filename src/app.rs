@@ -159,14 +159,27 @@ impl App {
                 .call_timeout
                 .min(std::time::Duration::from_secs(30)),
         );
-        let tools = tools_service(&config, registry.clone(), credentials.clone(), &policy)?
-            .with_limits(limits.clone())
-            .with_policy(policy.clone())
-            .with_breakers(crate::breaker::Breakers::new(
-                config.upstream.breaker_failures,
-                config.upstream.breaker_open,
-            ))
-            .with_oauth(oauth.clone());
+        let events = crate::events::Events::new(
+            store.clone(),
+            crate::events::channel_for(match &config.store.backend {
+                crate::config::StoreBackend::Postgres { schema, .. } => schema.as_deref(),
+                crate::config::StoreBackend::Sqlite { .. } => None,
+            }),
+        );
+        let tools = tools_service(
+            &config,
+            registry.clone(),
+            credentials.clone(),
+            &policy,
+            events.clone(),
+        )?
+        .with_limits(limits.clone())
+        .with_policy(policy.clone())
+        .with_breakers(crate::breaker::Breakers::new(
+            config.upstream.breaker_failures,
+            config.upstream.breaker_open,
+        ))
+        .with_oauth(oauth.clone());
         let gateway = crate::gateway::Gateway::new(
             config.upstream.connect_timeout,
             config.upstream.call_timeout,
@@ -194,6 +207,10 @@ impl App {
             credentials,
             oauth,
         };
+        if let crate::config::StoreBackend::Postgres { url, .. } = &config.store.backend {
+            // Detached: it ends when the drain starts.
+            drop(events.listen(url.clone(), state.tools.cache().clone(), drain_rx.clone()));
+        }
         let api_task = serve(api_listener, api::router(state), drain_rx);
         let admin_task = serve(
             admin_listener,
@@ -222,6 +239,7 @@ fn tools_service(
     registry: Registry,
     credentials: Credentials,
     policy: &crate::net::NetPolicy,
+    events: crate::events::Events,
 ) -> Result<ToolsService, BuildError> {
     let settings = ClientSettings {
         connect_timeout: config.upstream.connect_timeout,
@@ -236,11 +254,12 @@ fn tools_service(
         config.tools_cache.max_entries,
     );
     let on_notification = {
-        let cache = cache.clone();
+        let (cache, events) = (cache.clone(), events.clone());
         move |key: &mcp::PoolKey, method: &str| {
             if method == "notifications/tools/list_changed" {
                 tracing::debug!(connector = %key.connector_id, "upstream tools changed");
                 cache.tools_changed(&key.connector_id);
+                events.tools_changed(&key.connector_id);
             }
         }
     };
@@ -251,7 +270,7 @@ fn tools_service(
         config.upstream.max_sessions,
         on_notification,
     );
-    Ok(ToolsService::new(registry, credentials, pool, cache))
+    Ok(ToolsService::new(registry, credentials, pool, cache).with_events(events))
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, BuildError> {

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod events;
 pub mod gateway;
 pub mod identity;
 pub mod limits;

@@ -184,6 +184,12 @@ impl ToolsCache {
         let _ = self.public.invalidate_entries_if(move |k, _| k.0 == id);
     }
 
+    /// Drops every fresh list (events may have been missed); fallback copies stay.
+    pub fn forget_fresh(&self) {
+        self.fresh.invalidate_all();
+        self.public.invalidate_all();
+    }
+
     /// The connector is gone (or its credential set changed): drop everything about it.
     pub fn forget_connector(&self, connector_id: &str) {
         self.tools_changed(connector_id);

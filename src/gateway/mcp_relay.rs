@@ -50,6 +50,12 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     }
     let p = caller(req.headers(), state).await?;
     let (parts, body) = req.into_parts();
+    // Read (bounded) before anything can answer early: a response sent over an unread body
+    // makes the server drop a keep-alive connection the client is about to reuse.
+    let limit = state.gateway.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| GatewayError::PayloadTooLarge(limit))?;
     let vault = state.registry.vault();
     let claims = match parts.headers.get(SESSION_HEADER) {
         None => None,
@@ -105,10 +111,6 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
                 .ok()
                 == Some(Era::Legacy));
     if legacy {
-        let limit = state.gateway.max_body_bytes;
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| GatewayError::PayloadTooLarge(limit))?;
         let (mut response, new_bridge) = legacy_bridge::handle(
             &state.gateway,
             state.tools.pool(),
@@ -133,10 +135,6 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         &state.gateway.http
     };
     let body = if parts.method == Method::POST {
-        let limit = state.gateway.max_body_bytes;
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| GatewayError::PayloadTooLarge(limit))?;
         let depth = state.gateway.limits.max_json_depth;
         if crate::limits::json_depth_exceeds(&bytes, depth) {
             return Err(GatewayError::JsonTooDeep(depth));

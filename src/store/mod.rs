@@ -252,4 +252,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         until_ms: i64,
     ) -> Result<bool, StoreError>;
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// Broadcasts an event to the other replicas (PostgreSQL `NOTIFY`; a no-op on SQLite,
+    /// which has one replica).
+    async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError>;
 }

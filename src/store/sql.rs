@@ -703,4 +703,16 @@ impl Store for SqlStore {
             .await?;
         Ok(())
     }
+
+    async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        if self.kind != BackendKind::Postgres {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

@@ -72,6 +72,7 @@ pub struct ToolsService {
     oauth: Option<crate::oauth::OAuth>,
     policy: crate::net::NetPolicy,
     breakers: crate::breaker::Breakers,
+    events: Option<crate::events::Events>,
 }
 
 /// What a use of a connector needs from it.
@@ -130,7 +131,19 @@ impl ToolsService {
             oauth: None,
             policy: crate::net::NetPolicy::permissive(),
             breakers: crate::breaker::Breakers::off(),
+            events: None,
         }
+    }
+
+    /// Tells other replicas about `list_changed` seen here.
+    pub fn with_events(mut self, events: crate::events::Events) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The tools cache (the cross-replica listener invalidates it).
+    pub fn cache(&self) -> &ToolsCache {
+        &self.cache
     }
 
     /// Opens a connector's circuit after consecutive upstream failures.
@@ -167,9 +180,12 @@ impl ToolsService {
         self.cache.tools_changed(connector_id);
     }
 
-    /// The upstream said its tools changed (seen by the relay).
+    /// The upstream said its tools changed (seen by the relay): here and on every replica.
     pub fn tools_changed(&self, connector_id: &str) {
         self.cache.tools_changed(connector_id);
+        if let Some(e) = &self.events {
+            e.tools_changed(connector_id);
+        }
     }
 
     pub fn pool(&self) -> &SessionPool {

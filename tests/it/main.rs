@@ -12,6 +12,7 @@ mod hostile;
 mod limits;
 mod outbound;
 mod rejections;
+mod replicas;
 mod restart;
 mod rotation;
 mod sharing;
