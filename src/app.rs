@@ -387,7 +387,13 @@ impl Bound {
         {
             admin.abort();
         }
-        self.store.close().await;
+        // Closing waits for connections to come back; never longer than a moment.
+        if tokio::time::timeout(std::time::Duration::from_secs(3), self.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("store connections did not close in time");
+        }
         tracing::info!("stopped");
     }
 }

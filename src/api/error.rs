@@ -152,7 +152,7 @@ impl From<RegistryError> for ApiError {
                 ApiError::field(vec!["body".into(), field.into()], "value_error", msg)
             }
             RegistryError::Vault(v) => ApiError::SecretUnreadable(v.to_string()),
-            RegistryError::Store(crate::store::StoreError::Database(sqlx::Error::PoolTimedOut)) => {
+            RegistryError::Store(s) if s.is_unavailable() => {
                 ApiError::Unavailable("The store is unavailable; try again")
             }
             other => ApiError::Internal(other.to_string()),

@@ -135,6 +135,8 @@ pub struct ToolsCacheConfig {
 pub struct StoreConfig {
     pub backend: StoreBackend,
     pub max_connections: u32,
+    /// How long a request waits for a store connection.
+    pub acquire_timeout: Duration,
 }
 
 /// Which database holds the state.
@@ -309,6 +311,12 @@ impl Config {
                     1,
                     1000,
                 )?,
+                acquire_timeout: Duration::from_millis(ranged(
+                    "store.acquire_timeout_ms",
+                    raw.store.acquire_timeout_ms,
+                    100,
+                    600_000,
+                )?),
             },
             vault: VaultConfig {
                 key: non_empty(&raw.vault.key).map(SecretString::from),

@@ -68,6 +68,8 @@ pub struct RawStore {
     /// PostgreSQL only: schema to use (created if missing). Empty = the server's default.
     pub postgres_schema: String,
     pub max_connections: i64,
+    /// How long a request waits for a store connection before answering 503.
+    pub acquire_timeout_ms: i64,
 }
 
 impl Default for RawStore {
@@ -76,6 +78,7 @@ impl Default for RawStore {
             url: "sqlite://data/switchboard.db".into(),
             postgres_schema: String::new(),
             max_connections: 8,
+            acquire_timeout_ms: 3_000,
         }
     }
 }

@@ -49,6 +49,8 @@ pub enum GatewayError {
     CredentialsRefreshFailed(String),
     #[error("The connector's upstream is failing; retry in {0} s")]
     CircuitOpen(u64),
+    #[error("The gateway's store is unavailable; try again")]
+    StoreUnavailable,
     #[error("{0}")]
     DestinationProhibited(String),
     /// Logged with its cause; the caller sees a generic message.
@@ -158,6 +160,12 @@ impl GatewayError {
                 false,
                 Some("upstream_timeout"),
             ),
+            GatewayError::StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "proxy_internal_error",
+                false,
+                Some("store_unavailable"),
+            ),
             GatewayError::CircuitOpen(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "destination_unavailable",
@@ -248,6 +256,7 @@ impl From<RegistryError> for GatewayError {
         match e {
             RegistryError::NotFound => GatewayError::ConnectorNotFound,
             RegistryError::Forbidden(m) => GatewayError::Forbidden(m),
+            RegistryError::Store(s) if s.is_unavailable() => GatewayError::StoreUnavailable,
             other => GatewayError::Internal(other.to_string()),
         }
     }
@@ -267,6 +276,9 @@ impl From<ToolsError> for GatewayError {
                 GatewayError::CredentialsRequired(text)
             }
             ToolsError::Credentials(CredentialsError::Registry(r)) => r.into(),
+            ToolsError::Credentials(CredentialsError::Store(s)) if s.is_unavailable() => {
+                GatewayError::StoreUnavailable
+            }
             ToolsError::Credentials(other) => GatewayError::Internal(other.to_string()),
             ToolsError::BadTarget(m) => GatewayError::Internal(m),
             ToolsError::Upstream(m) => m.into(),

@@ -201,6 +201,7 @@ async fn caller(headers: &HeaderMap, state: &AppState) -> Result<Principal, Gate
         Ok(p) => Ok(p),
         Err(AuthFailure::Denied(why)) => Err(GatewayError::Unauthorized(why)),
         Err(AuthFailure::Limited(secs)) => Err(GatewayError::RateLimited(secs)),
+        Err(AuthFailure::Store(e)) if e.is_unavailable() => Err(GatewayError::StoreUnavailable),
         Err(AuthFailure::Store(e)) => Err(GatewayError::Internal(e.to_string())),
     }
 }

@@ -138,6 +138,18 @@ pub struct SealedRecord {
     pub blob: Vec<u8>,
 }
 
+impl StoreError {
+    /// The database cannot be reached right now (as opposed to a bad query or a conflict).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
+        )
+    }
+}
+
 /// How many times an optimistic write is attempted before reporting a conflict.
 pub const WRITE_ATTEMPTS: usize = 16;
 

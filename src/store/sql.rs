@@ -2,8 +2,6 @@
 //! placeholders and rewritten to SQLite's `?n` on SQLite; types are kept to TEXT, BIGINT and
 //! BLOB/BYTEA so both backends decode the same.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -32,7 +30,7 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let options = AnyPoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(config.acquire_timeout);
         let (store, schema) = match &config.backend {
             StoreBackend::Sqlite { path } => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

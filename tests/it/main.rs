@@ -18,5 +18,6 @@ mod rotation;
 mod sharing;
 mod shutdown;
 mod store;
+mod store_faults;
 mod tools;
 mod upstream;
