@@ -21,3 +21,4 @@ mod store;
 mod store_faults;
 mod tools;
 mod upstream;
+mod upstream_faults;
