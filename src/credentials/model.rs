@@ -61,6 +61,7 @@ pub struct CredentialSecrets {
 }
 
 /// OAuth tokens and what refreshing them needs (the client and the token endpoint).
+#[derive(Clone)]
 pub struct OAuthTokens {
     pub access_token: SecretString,
     pub refresh_token: Option<SecretString>,

@@ -74,6 +74,21 @@ impl Discovered {
     }
 }
 
+impl Discovered {
+    /// The client-secret authentication to use at the token endpoint: `client_secret_basic`
+    /// unless the server lists only `client_secret_post`; `None` when it supports neither.
+    pub fn secret_auth_method(&self) -> Option<&'static str> {
+        let supports = |m: &str| self.token_auth_methods.iter().any(|s| s == m);
+        if self.token_auth_methods.is_empty() || supports("client_secret_basic") {
+            Some("client_secret_basic")
+        } else if supports("client_secret_post") {
+            Some("client_secret_post")
+        } else {
+            None
+        }
+    }
+}
+
 /// The value of one `WWW-Authenticate` auth-param (`key=token` or `key="quoted"`).
 pub fn auth_param(header: &str, key: &str) -> Option<String> {
     let mut rest = header.trim();

@@ -385,16 +385,12 @@ impl OAuth {
         d: &Discovered,
     ) -> Result<ClientAuth, OAuthError> {
         let prefer = |has_secret: bool| -> String {
-            if !has_secret {
-                return "none".into();
-            }
-            let supports = |m: &str| d.token_auth_methods.iter().any(|s| s == m);
-            if d.token_auth_methods.is_empty() || supports("client_secret_basic") {
-                "client_secret_basic".into()
-            } else if supports("client_secret_post") {
-                "client_secret_post".into()
+            if has_secret {
+                d.secret_auth_method()
+                    .unwrap_or("client_secret_basic")
+                    .into()
             } else {
-                "client_secret_basic".into()
+                "none".into()
             }
         };
         if let Some((idx, m)) = method.and_then(|m| {
@@ -439,16 +435,7 @@ impl OAuth {
                         .into(),
                 )
             })?;
-            let wanted = {
-                let supports = |m: &str| d.token_auth_methods.iter().any(|s| s == m);
-                if d.token_auth_methods.is_empty() || supports("client_secret_basic") {
-                    "client_secret_basic"
-                } else if supports("client_secret_post") {
-                    "client_secret_post"
-                } else {
-                    "none"
-                }
-            };
+            let wanted = d.secret_auth_method().unwrap_or("none");
             let body = json!({
                 "client_name": "Switchboard",
                 "redirect_uris": [redirect],
@@ -875,16 +862,7 @@ impl OAuth {
                     .with_label_values(&["success"])
                     .inc();
                 let access = new.access_token.clone();
-                let secrets = CredentialSecrets {
-                    tokens: Some(new),
-                    headers: current
-                        .secrets
-                        .headers
-                        .iter()
-                        .map(|(n, v)| (n.clone(), v.clone()))
-                        .collect(),
-                    ..CredentialSecrets::default()
-                };
+                let secrets = with_tokens(&current.secrets, new);
                 self.inner
                     .credentials
                     .replace_secrets(
@@ -904,18 +882,14 @@ impl OAuth {
                     .inc();
                 // A refresh token the provider refused for good is dropped (no retry storm);
                 // the credential then asks for a new authorization.
-                let secrets = e.is_permanent().then(|| CredentialSecrets {
-                    tokens: Some(OAuthTokens {
-                        refresh_token: None,
-                        ..clone_tokens(t)
-                    }),
-                    headers: current
-                        .secrets
-                        .headers
-                        .iter()
-                        .map(|(n, v)| (n.clone(), v.clone()))
-                        .collect(),
-                    ..CredentialSecrets::default()
+                let secrets = e.is_permanent().then(|| {
+                    with_tokens(
+                        &current.secrets,
+                        OAuthTokens {
+                            refresh_token: None,
+                            ..t.clone()
+                        },
+                    )
                 });
                 let status = status_json(false, e.http_status(), Some("oauth refresh error"));
                 if let Err(w) = self
@@ -989,18 +963,12 @@ impl OAuth {
     }
 }
 
-fn clone_tokens(t: &OAuthTokens) -> OAuthTokens {
-    OAuthTokens {
-        access_token: t.access_token.clone(),
-        refresh_token: t.refresh_token.clone(),
-        expires_at: t.expires_at,
-        scope: t.scope.clone(),
-        issuer: t.issuer.clone(),
-        token_endpoint: t.token_endpoint.clone(),
-        resource: t.resource.clone(),
-        client_id: t.client_id.clone(),
-        client_secret: t.client_secret.clone(),
-        client_auth_method: t.client_auth_method.clone(),
+/// The credential's material with new tokens (its extra headers kept).
+fn with_tokens(current: &CredentialSecrets, tokens: OAuthTokens) -> CredentialSecrets {
+    CredentialSecrets {
+        tokens: Some(tokens),
+        headers: current.headers.clone(),
+        ..CredentialSecrets::default()
     }
 }
 

@@ -9,14 +9,8 @@ use axum::routing::any;
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::gateway::proxy_status;
 use crate::harness::{Backend, Env, TestApp, connector_body};
-
-fn proxy_status(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("proxy-status")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
 
 async fn echo_on(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
     let router = Router::new().fallback(any(|| async { "up" }));

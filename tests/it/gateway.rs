@@ -83,7 +83,7 @@ async fn raw_get(base: &str, path: &str, key: &str) -> String {
     text.split("\r\n\r\n").next().unwrap_or_default().to_owned()
 }
 
-fn proxy_status(resp: &reqwest::Response) -> String {
+pub(crate) fn proxy_status(resp: &reqwest::Response) -> String {
     resp.headers()
         .get("proxy-status")
         .and_then(|v| v.to_str().ok())

@@ -9,14 +9,8 @@ use axum::routing::{any, post};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::gateway::proxy_status;
 use crate::harness::{Backend, Env, TestApp, connector_body};
-
-fn proxy_status(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("proxy-status")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
 
 /// An MCP upstream whose `tools/call` answers are too large for the default limits:
 /// `huge_json` (17 MiB of JSON, over the 16 MiB answer limit) or `long_line` (an SSE event
