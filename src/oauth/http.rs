@@ -53,12 +53,22 @@ impl HttpJson {
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, OAuthError> {
         req.timeout(self.timeout).send().await.map_err(|e| {
+            // The host (never the path or query) and the deepest cause say what failed.
+            let host = e
+                .url()
+                .and_then(|u| u.host_str())
+                .unwrap_or("the server")
+                .to_owned();
             if let Some(r) = crate::net::refused_in(&e) {
                 OAuthError::Refused(r)
             } else if e.is_timeout() {
-                OAuthError::Unreachable("timed out".into())
+                OAuthError::Unreachable(format!("{host} timed out"))
             } else {
-                OAuthError::Unreachable(e.without_url().to_string())
+                let mut cause: &dyn std::error::Error = &e;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                OAuthError::Unreachable(format!("{host}: {cause}"))
             }
         })
     }

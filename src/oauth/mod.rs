@@ -52,7 +52,8 @@ pub enum OAuthError {
     /// The outbound policy refused a URL.
     #[error("refused by the outbound policy: {0}")]
     Refused(String),
-    #[error("authorization server unreachable: {0}")]
+    /// The connector's server or its authorization server cannot be reached.
+    #[error("unreachable during OAuth: {0}")]
     Unreachable(String),
     #[error("authorization server error: {0}")]
     Provider(String),
