@@ -94,7 +94,13 @@ impl App {
 
         let sql = SqlStore::connect(&config.store).await?;
         tracing::info!(backend = ?sql.backend(), "store ready, migrations applied");
-        let store: Arc<dyn Store> = Arc::new(sql.clone());
+        let cached = crate::store::CachedStore::new(
+            Arc::new(sql.clone()),
+            config.store.cache_ttl,
+            config.store.cache_stale,
+        );
+        let cache_state = cached.state();
+        let store: Arc<dyn Store> = Arc::new(cached);
 
         let registry = Registry::new(store.clone(), vault.clone());
         if config.vault.verify_on_start {
@@ -166,6 +172,7 @@ impl App {
                 crate::config::StoreBackend::Sqlite { .. } => None,
             }),
         );
+        cache_state.publish_on(events.channel().to_owned(), events.store_changed_payload());
         let tools = tools_service(
             &config,
             registry.clone(),
@@ -209,7 +216,12 @@ impl App {
         };
         if let crate::config::StoreBackend::Postgres { url, .. } = &config.store.backend {
             // Detached: it ends when the drain starts.
-            drop(events.listen(url.clone(), state.tools.cache().clone(), drain_rx.clone()));
+            drop(events.listen(
+                url.clone(),
+                state.tools.cache().clone(),
+                cache_state,
+                drain_rx.clone(),
+            ));
         }
         let api_task = serve(api_listener, api::router(state), drain_rx);
         let admin_task = serve(

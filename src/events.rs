@@ -1,8 +1,10 @@
 //! Cross-replica cache invalidation over PostgreSQL `LISTEN/NOTIFY`: a `tools/list_changed` seen
-//! by one replica drops the matching tools lists on every replica. Connector and credential
-//! changes need no event: cache keys carry their versions, so every replica reads fresh data on
-//! its next use. A replica that loses its listening connection reconnects and drops its fresh
-//! lists (it may have missed events). SQLite runs one replica: events stay local.
+//! by one replica drops the matching tools lists on every replica, and a connector, credential
+//! or activation change written by one replica (`store_changed`, sent by
+//! [`crate::store::CachedStore`] before the write returns) obsoletes the others' cached store
+//! reads. A replica that loses its listening connection serves nothing from memory as fresh
+//! until it has reconnected, then drops its fresh lists and cached reads (it may have missed
+//! events). SQLite runs one replica: events stay local.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::ToolsCache;
-use crate::store::Store;
+use crate::store::{CacheState, Store};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Event {
@@ -65,6 +67,21 @@ impl Events {
         }
     }
 
+    /// The channel events travel on.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// The event a store write sends (see [`crate::store::CachedStore`]).
+    pub fn store_changed_payload(&self) -> String {
+        serde_json::to_string(&Event {
+            kind: "store_changed".into(),
+            connector: String::new(),
+            origin: self.replica.clone(),
+        })
+        .unwrap_or_default()
+    }
+
     /// Tells the other replicas that a connector's tools changed (fire and forget).
     pub fn tools_changed(&self, connector_id: &str) {
         let event = Event {
@@ -88,6 +105,7 @@ impl Events {
         &self,
         url: String,
         cache: ToolsCache,
+        reads: Arc<CacheState>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let (channel, me) = (self.channel.clone(), self.replica.clone());
@@ -112,10 +130,13 @@ impl Events {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
+                // Events may have been missed while disconnected.
+                reads.set_in_sync(true);
                 if !first {
-                    // Events may have been missed while disconnected.
                     cache.forget_fresh();
-                    tracing::info!("cache events: reconnected; fresh tools lists dropped");
+                    tracing::info!(
+                        "cache events: reconnected; fresh tools lists and cached reads dropped"
+                    );
                 }
                 first = false;
                 loop {
@@ -126,18 +147,27 @@ impl Events {
                                 let Ok(ev) = serde_json::from_str::<Event>(n.payload()) else {
                                     continue;
                                 };
-                                if ev.origin != me && ev.kind == "tools_changed" {
-                                    tracing::debug!(connector = %ev.connector, "tools changed on another replica");
-                                    cache.tools_changed(&ev.connector);
+                                if ev.origin == me {
+                                    continue;
+                                }
+                                match ev.kind.as_str() {
+                                    "tools_changed" => {
+                                        tracing::debug!(connector = %ev.connector, "tools changed on another replica");
+                                        cache.tools_changed(&ev.connector);
+                                    }
+                                    "store_changed" => reads.changed(),
+                                    _ => {}
                                 }
                             }
-                            // The connection dropped (PgListener reconnects on the next call);
-                            // we may have missed events.
+                            // The connection dropped: we may miss events until reconnected.
                             Ok(None) => {
+                                reads.set_in_sync(false);
                                 cache.forget_fresh();
-                                tracing::warn!("cache events: connection lost; fresh tools lists dropped");
+                                tracing::warn!("cache events: connection lost; fresh tools lists dropped, reconnecting");
+                                break;
                             }
                             Err(e) => {
+                                reads.set_in_sync(false);
                                 tracing::warn!(error = %e, "cache events: listener failed; reconnecting");
                                 break;
                             }

@@ -11,8 +11,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets (seconds): sub-millisecond gateway work up to long tool calls.
@@ -59,6 +59,8 @@ pub struct Metrics {
     pub open_streams: IntGaugeVec,
     pub upstream_sessions: IntGauge,
     pub vault_operations: IntCounterVec,
+    /// Reads answered from memory because the store was unreachable.
+    pub store_fallback_reads: IntCounter,
     connectors: ConnectorLabels,
 }
 
@@ -168,6 +170,16 @@ impl Metrics {
                 "Vault seal and open operations, by result",
                 &["op", "result"],
             ),
+            store_fallback_reads: {
+                let c = IntCounter::new(
+                    "switchboard_store_fallback_reads_total",
+                    "Store reads answered from memory because the store was unreachable",
+                )
+                .expect("valid counter definition");
+                r.register(Box::new(c.clone()))
+                    .expect("metric registered once");
+                c
+            },
             open_streams,
             upstream_sessions,
             connectors: ConnectorLabels::default(),
@@ -182,6 +194,11 @@ impl Metrics {
             tracing::error!(error = %e, "metrics encoding failed");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// One store read answered from memory during a store outage.
+    pub fn store_fallback(&self) {
+        self.store_fallback_reads.inc();
     }
 
     /// The label value for a connector: its id while fewer than the cap are labelled, else

@@ -137,6 +137,12 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// How long a request waits for a store connection.
     pub acquire_timeout: Duration,
+    /// SQLite: how long a write waits for the database lock.
+    pub busy_timeout: Duration,
+    /// Data-plane reads served from memory (0: every read asks the store).
+    pub cache_ttl: Duration,
+    /// Served from memory while the store is unreachable (0: never).
+    pub cache_stale: Duration,
 }
 
 /// Which database holds the state.
@@ -316,6 +322,24 @@ impl Config {
                     raw.store.acquire_timeout_ms,
                     100,
                     600_000,
+                )?),
+                busy_timeout: Duration::from_millis(ranged(
+                    "store.busy_timeout_ms",
+                    raw.store.busy_timeout_ms,
+                    0,
+                    600_000,
+                )?),
+                cache_ttl: Duration::from_secs(ranged(
+                    "store.cache_ttl_seconds",
+                    raw.store.cache_ttl_seconds,
+                    0,
+                    3_600,
+                )?),
+                cache_stale: Duration::from_secs(ranged(
+                    "store.cache_stale_seconds",
+                    raw.store.cache_stale_seconds,
+                    0,
+                    86_400,
                 )?),
             },
             vault: VaultConfig {

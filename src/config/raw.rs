@@ -70,6 +70,13 @@ pub struct RawStore {
     pub max_connections: i64,
     /// How long a request waits for a store connection before answering 503.
     pub acquire_timeout_ms: i64,
+    /// SQLite only: how long a write waits for the database lock before answering 503.
+    pub busy_timeout_ms: i64,
+    /// How long data-plane reads (API keys, connectors, credentials) are served from memory
+    /// without asking the store; changes made through any replica invalidate them at once.
+    pub cache_ttl_seconds: i64,
+    /// While the store is unreachable, what was read from it this recently keeps serving.
+    pub cache_stale_seconds: i64,
 }
 
 impl Default for RawStore {
@@ -79,6 +86,9 @@ impl Default for RawStore {
             postgres_schema: String::new(),
             max_connections: 8,
             acquire_timeout_ms: 3_000,
+            busy_timeout_ms: 5_000,
+            cache_ttl_seconds: 10,
+            cache_stale_seconds: 900,
         }
     }
 }

@@ -2,10 +2,12 @@
 //! runtime-selected driver: SQLite (embedded default, WAL) and PostgreSQL (several replicas).
 //! The store speaks plain rows; `registry` turns them into domain types.
 
+mod cached;
 mod sql;
 
 use async_trait::async_trait;
 
+pub use cached::{CacheState, CachedStore};
 pub use sql::SqlStore;
 
 /// Errors of the store.
@@ -141,13 +143,30 @@ pub struct SealedRecord {
 impl StoreError {
     /// The database cannot be reached right now (as opposed to a bad query or a conflict).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
-        )
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                e.code().is_some_and(|c| unavailable_code(&c))
+            }
+            _ => false,
+        }
     }
+}
+
+/// Database error codes meaning "not now" rather than "wrong": SQLite's BUSY and LOCKED (with
+/// their extended codes: the database lock was not granted within the busy timeout), and
+/// PostgreSQL's connection exceptions (class 08), shutdown or start-up in progress (57P01–03)
+/// and too many connections (53300).
+fn unavailable_code(code: &str) -> bool {
+    if let Ok(n) = code.parse::<u32>() {
+        return matches!(n & 0xff, 5 | 6);
+    }
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 /// How many times an optimistic write is attempted before reporting a conflict.

@@ -41,13 +41,15 @@ impl SqlStore {
                     })?;
                 }
                 let url = format!("sqlite://{}?mode=rwc", path.display());
+                let busy = format!("PRAGMA busy_timeout = {}", config.busy_timeout.as_millis());
                 let pool = options
-                    .after_connect(|conn, _| {
+                    .after_connect(move |conn, _| {
+                        let busy = busy.clone();
                         Box::pin(async move {
                             for pragma in [
                                 "PRAGMA journal_mode = WAL",
                                 "PRAGMA synchronous = NORMAL",
-                                "PRAGMA busy_timeout = 5000",
+                                busy.as_str(),
                                 "PRAGMA foreign_keys = ON",
                             ] {
                                 conn.execute(pragma).await?;

@@ -94,10 +94,21 @@ struct Ring {
 /// How often, at most, a vault loaded from a key file looks at the file again.
 const RELOAD_CHECK: Duration = Duration::from_secs(2);
 
+/// How eagerly [`Vault::maybe_reload`] looks at the key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// At most every [`RELOAD_CHECK`], re-read when its modification time changed.
+    Periodic,
+    /// Now, re-read when its modification time changed.
+    Now,
+    /// Re-read now.
+    Force,
+}
+
 /// A key ring: seals with the primary key, opens with whichever key a blob names. A ring
 /// loaded from a key file follows the file: when `switchboard vault rotate` adds a key, a
-/// running gateway picks it up (on the next seal after the check interval, or at once when it
-/// meets a blob under a key id it does not know).
+/// running gateway picks it up on its next seal (the file's modification time is checked then),
+/// or at once when it meets a blob under a key id it does not know.
 pub struct Vault {
     ring: ArcSwap<Ring>,
     key_file: Option<PathBuf>,
@@ -164,7 +175,7 @@ impl Vault {
 
     /// The id of the key that seals new blobs.
     pub fn primary_key_id(&self) -> String {
-        self.maybe_reload(false);
+        self.maybe_reload(Check::Periodic);
         self.ring.load().primary.clone()
     }
 
@@ -175,14 +186,15 @@ impl Vault {
         ids
     }
 
-    /// Re-reads the key file when it changed (or `force`), at most every [`RELOAD_CHECK`]
-    /// unless forced. A file that no longer parses leaves the ring as it is.
-    fn maybe_reload(&self, force: bool) {
+    /// Re-reads the key file when it changed ([`Check`] says how eagerly to look). A file that
+    /// no longer parses leaves the ring as it is.
+    fn maybe_reload(&self, check: Check) {
         let Some(path) = &self.key_file else { return };
+        let force = check == Check::Force;
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let last = self.last_check.load(Ordering::Relaxed);
         let interval = u64::try_from(RELOAD_CHECK.as_millis()).unwrap_or(u64::MAX);
-        if !force && now.saturating_sub(last) < interval {
+        if check == Check::Periodic && now.saturating_sub(last) < interval {
             return;
         }
         self.last_check.store(now, Ordering::Relaxed);
@@ -217,7 +229,8 @@ impl Vault {
     }
 
     pub fn seal(&self, plaintext: &[u8], owner: &RecordIdentity) -> Vec<u8> {
-        self.maybe_reload(false);
+        // Seals are rare (writes) and must use the newest primary key: look at the file now.
+        self.maybe_reload(Check::Now);
         let ring = self.ring.load();
         let blob = ring.keys[&ring.primary].seal(plaintext, owner.as_bytes());
         crate::metrics::get()
@@ -247,7 +260,7 @@ impl Vault {
     ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let kid = crypto::blob_key_id(blob)?;
         if !self.ring.load().keys.contains_key(kid) {
-            self.maybe_reload(true);
+            self.maybe_reload(Check::Force);
         }
         let ring = self.ring.load();
         let key = ring

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use switchboard::store::{SqlStore, Store};
 
 use crate::both_backends;
-use crate::harness::{Backend, TestApp, connector_body};
+use crate::harness::{Backend, Env, TestApp, connector_body};
 use crate::upstream::{Mode, Upstream};
 
 async fn list_creds(app: &TestApp, key: &str, base: &str) -> Value {
@@ -527,7 +527,9 @@ async fn unshare_removes_other_consumers_credentials() {
 #[tokio::test]
 async fn tampered_credentials_fail_closed() {
     let upstream = Upstream::spawn(Mode::Sessions).await;
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    // The rows are tampered with behind the gateway's back: no cached reads.
+    let env = Env::new(Backend::Sqlite).unwrap();
+    let app = TestApp::start_with(env, &[("SWITCHBOARD_STORE_CACHE_TTL_SECONDS", "0")]).await;
     let key = app.admin_key().to_owned();
     let mut body = connector_body("guarded", "mcp");
     body["server"] = json!(upstream.url);

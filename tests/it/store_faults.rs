@@ -1,7 +1,8 @@
 //! PostgreSQL going away under a running gateway (a TCP proxy in front of the real server is
-//! cut, then restored): `/readyz` turns 503, requests answer a clear 503 (`store_unavailable`
-//! with `Proxy-Status` on the data plane, `{"detail"}` on the API) instead of a 500, and
-//! everything recovers by itself when the database is back.
+//! cut, then restored): `/readyz` turns 503; data-plane requests whose API key, connector and
+//! credential were read recently keep working from memory; others answer a clear 503
+//! (`store_unavailable` with `Proxy-Status` on the data plane, `{"detail"}` on the API) instead
+//! of a 500; everything recovers by itself when the database is back.
 
 use std::time::{Duration, Instant};
 
@@ -60,7 +61,43 @@ async fn store_outage_is_a_clear_503_and_recovers() {
     let mut body = connector_body("stored", "http");
     body["server"] = json!("http://127.0.0.1:9");
     app.create(&key, body).await;
+    // A live HTTP connector used with a user credential before the outage.
+    let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_url = format!("http://{}", echo.local_addr().unwrap());
+    tokio::spawn(async move {
+        let router = axum::Router::new().fallback(axum::routing::any(
+            |headers: axum::http::HeaderMap| async move {
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned()
+            },
+        ));
+        let _ = axum::serve(echo, router).await;
+    });
+    let mut body = connector_body("live", "http");
+    body["server"] = json!(echo_url);
+    app.create(&key, body).await;
+    let (status, cred) = app
+        .post(
+            "/v1/connectors/live/user/credentials",
+            &key,
+            &json!({"name": "mine", "credentials": {"bearer_token": "tok-live"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cred}");
+    let unused_key = app.key_for("someone", "default", "default", false).await;
     let client = reqwest::Client::new();
+    let live = || {
+        client
+            .get(format!("{}/v1/connectors-gateway/live/http/x", app.base))
+            .bearer_auth(&key)
+            .send()
+    };
+    let r = live().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "Bearer tok-live");
     let ready = || client.get(format!("{}/readyz", app.admin_base)).send();
     assert_eq!(ready().await.unwrap().status(), StatusCode::OK);
 
@@ -76,6 +113,28 @@ async fn store_outage_is_a_clear_503_and_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(not_ready, "/readyz stayed 200 without a store");
+    // What was just used keeps working from memory, many times over.
+    for _ in 0..20 {
+        let r = live().await.unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "a cached connector failed during the outage"
+        );
+        assert_eq!(r.text().await.unwrap(), "Bearer tok-live");
+    }
+    // A key never seen before cannot be checked: a clear 503, not a 401 or a 500.
+    let r = client
+        .get(format!("{}/v1/connectors-gateway/live/http/x", app.base))
+        .bearer_auth(&unused_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        r.headers()["proxy-status"],
+        r#"connectors-gateway; error=proxy_internal_error; details="store_unavailable""#
+    );
     let r = client
         .get(format!("{}/v1/connectors-gateway/stored/http/x", app.base))
         .bearer_auth(&key)
