@@ -437,3 +437,160 @@ impl Store for CachedStore {
         self.inner.notify(channel, payload).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+    use crate::config::{StoreBackend, StoreConfig};
+    use crate::store::SqlStore;
+
+    async fn sqlite(dir: &tempfile::TempDir) -> SqlStore {
+        SqlStore::connect(&StoreConfig {
+            backend: StoreBackend::Sqlite {
+                path: dir.path().join("cache.db"),
+            },
+            max_connections: 2,
+            acquire_timeout: Duration::from_millis(500),
+            busy_timeout: Duration::from_millis(500),
+            cache_ttl: Duration::ZERO,
+            cache_stale: Duration::ZERO,
+        })
+        .await
+        .unwrap()
+    }
+
+    fn row(id: &str, description: &str) -> ConnectorRow {
+        ConnectorRow {
+            id: id.into(),
+            name: format!("n{id}"),
+            workspace_id: "w".into(),
+            org_id: "o".into(),
+            creator_id: "u".into(),
+            owner_type: "user".into(),
+            owner_id: "u".into(),
+            visibility: "private".into(),
+            protocol: "http".into(),
+            supports_mcp: false,
+            document: format!(r#"{{"description":"{description}"}}"#),
+            secrets: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            modified_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_from_memory_until_a_write_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = sqlite(&dir).await;
+        let cached = CachedStore::new(
+            Arc::new(sql.clone()),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        cached.insert_connector(&row("a", "one")).await.unwrap();
+        let read = |s: &CachedStore| {
+            let s = s.clone();
+            async move { s.get_connector("a").await.unwrap().unwrap().document }
+        };
+        assert!(read(&cached).await.contains("one"));
+        // Changed behind its back: still the remembered row.
+        let mut changed = row("a", "two");
+        changed.modified_at = "2026-01-02T00:00:00Z".into();
+        sql.update_connector(&changed, "2026-01-01T00:00:00Z")
+            .await
+            .unwrap();
+        assert!(read(&cached).await.contains("one"));
+        // Any write through the cache obsoletes it.
+        cached.insert_connector(&row("b", "other")).await.unwrap();
+        assert!(read(&cached).await.contains("two"));
+        // Unknown rows are never remembered.
+        assert!(cached.get_connector("c").await.unwrap().is_none());
+        sql.insert_connector(&row("c", "late")).await.unwrap();
+        assert!(cached.get_connector("c").await.unwrap().is_some());
+        sql.close().await;
+    }
+
+    #[tokio::test]
+    async fn falls_back_to_unchanged_entries_while_the_store_is_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = sqlite(&dir).await;
+        // No freshness at all: every read asks the store, memory only covers outages.
+        let cached = CachedStore::new(
+            Arc::new(sql.clone()),
+            Duration::ZERO,
+            Duration::from_secs(60),
+        );
+        cached.insert_connector(&row("a", "one")).await.unwrap();
+        cached.insert_connector(&row("b", "two")).await.unwrap();
+        assert!(cached.get_connector("a").await.unwrap().is_some());
+        let owners = [("user".to_owned(), "u".to_owned())];
+        assert!(
+            cached
+                .credentials_of("a", &owners)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        sql.close().await;
+        // Read before the outage: served.
+        assert!(cached.get_connector("a").await.unwrap().is_some());
+        assert!(
+            cached
+                .credentials_of("a", &owners)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Never read: the store's error.
+        let err = cached.get_connector("b").await.unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+        // Obsoleted by a change: not served, not even now.
+        cached.state().changed();
+        assert!(
+            cached
+                .get_connector("a")
+                .await
+                .unwrap_err()
+                .is_unavailable()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replica_out_of_sync_asks_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = sqlite(&dir).await;
+        let cached = CachedStore::new(
+            Arc::new(sql.clone()),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        cached.insert_connector(&row("a", "one")).await.unwrap();
+        assert!(
+            cached
+                .get_connector("a")
+                .await
+                .unwrap()
+                .unwrap()
+                .document
+                .contains("one")
+        );
+        cached.state().set_in_sync(false);
+        let mut changed = row("a", "two");
+        changed.modified_at = "2026-01-02T00:00:00Z".into();
+        sql.update_connector(&changed, "2026-01-01T00:00:00Z")
+            .await
+            .unwrap();
+        assert!(
+            cached
+                .get_connector("a")
+                .await
+                .unwrap()
+                .unwrap()
+                .document
+                .contains("two")
+        );
+        sql.close().await;
+    }
+}

@@ -174,3 +174,72 @@ async fn store_outage_is_a_clear_503_and_recovers() {
     env.store_url = real;
     env.cleanup().await;
 }
+
+/// SQLite's database lock held by another writer: a write waits for it (`store.busy_timeout_ms`)
+/// and succeeds when it is released in time; when it is not, the answer is a clear 503 (never a
+/// 500) and nothing changed. Reads are never blocked (WAL).
+#[tokio::test]
+async fn sqlite_busy_waits_then_answers_503_never_500() {
+    use sqlx::Connection;
+    let env = Env::new(Backend::Sqlite).unwrap();
+    let path = env.sqlite_path().unwrap();
+    let app = TestApp::start_with(env, &[("SWITCHBOARD_STORE_BUSY_TIMEOUT_MS", "1000")]).await;
+    let key = app.admin_key().to_owned();
+    app.create(&key, connector_body("before", "http")).await;
+
+    let mut other =
+        sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+    // Held shorter than the busy timeout: the write waits and succeeds.
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+        other
+    });
+    let (status, body) = app
+        .post("/v1/connectors", &key, &connector_body("waited", "http"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut other = release.await.unwrap();
+
+    // Held longer: 503 with a detail, nothing written, reads keep working meanwhile.
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let (status, body) = app
+        .post("/v1/connectors", &key, &connector_body("refused", "http"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["detail"].is_string(), "{body}");
+    let (status, body) = app
+        .post(
+            "/v1/connectors/before/user/credentials",
+            &key,
+            &json!({"name": "c", "credentials": {"bearer_token": "t"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, _) = app.get("/v1/connectors/before", &key).await;
+    assert_eq!(status, StatusCode::OK);
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+
+    let names: Vec<String> = app
+        .list_all(&key)
+        .await
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["before", "waited"]);
+    let (_, creds) = app
+        .get("/v1/connectors/before/user/credentials", &key)
+        .await;
+    assert_eq!(creds["credentials"], json!([]), "{creds}");
+    app.finish().await;
+}
