@@ -315,11 +315,11 @@ async fn gateway_authored_errors_carry_proxy_status() {
     app.finish().await;
 }
 
-fn rpc(id: i64, method: &str, params: Value) -> Value {
+pub(crate) fn rpc(id: i64, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
 
-async fn post_mcp(
+pub(crate) async fn post_mcp(
     client: &reqwest::Client,
     url: &str,
     key: &str,
@@ -340,7 +340,7 @@ async fn post_mcp(
 }
 
 /// The JSON-RPC message with an id in an SSE or JSON body.
-fn answer(content_type: &str, text: &str) -> Value {
+pub(crate) fn answer(content_type: &str, text: &str) -> Value {
     if content_type.starts_with("text/event-stream") {
         text.lines()
             .filter_map(|l| l.strip_prefix("data:"))

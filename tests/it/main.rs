@@ -11,6 +11,7 @@ mod harness;
 mod hostile;
 mod limits;
 mod outbound;
+mod pg_restart;
 mod rejections;
 mod replicas;
 mod restart;
