@@ -3,6 +3,7 @@
 //! `SWITCHBOARD_TEST_POSTGRES_URL` — and offers typed request helpers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -319,4 +320,70 @@ macro_rules! both_backends {
             }
         }
     };
+}
+
+/// The real `switchboard` binary, started on `env` (JSON logs drained in the background).
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub base: String,
+    pub admin_base: String,
+    pub log: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Process {
+    pub async fn spawn(env: &Env, extra: &[(&str, &str)]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("serve")
+            .envs(env.env_pairs())
+            .envs(extra.iter().copied())
+            .env("SWITCHBOARD_LOG_FORMAT", "json")
+            .current_dir(env.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the binary starts");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (base, admin_base) = loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                .await
+                .expect("the gateway starts")
+                .expect("readable log")
+                .expect("a log line before exit");
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["fields"]["message"] == "switchboard listening" {
+                let addr =
+                    |k: &str| format!("http://{}", v["fields"][k].as_str().unwrap_or_default());
+                break (addr("api"), addr("admin"));
+            }
+        };
+        // Keep draining the log so the child never blocks on a full pipe.
+        let log = tokio::spawn(async move {
+            let mut out = Vec::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                out.push(l);
+            }
+            out
+        });
+        Self {
+            child,
+            base,
+            admin_base,
+            log,
+        }
+    }
+
+    /// Resident memory (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("/proc status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
 }

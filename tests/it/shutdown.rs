@@ -2,14 +2,12 @@
 //! flight: `/readyz` turns 503 first, the call completes, the stream ends cleanly, and the
 //! process exits 0 within the grace period.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::harness::{Backend, Env, connector_body};
+use crate::harness::{Backend, Env, Process, connector_body};
 use crate::upstream::{Mode, Upstream};
 
 const GRACE_SECONDS: u64 = 10;
@@ -18,46 +16,20 @@ const GRACE_SECONDS: u64 = 10;
 async fn sigterm_finishes_calls_ends_streams_and_exits_zero() {
     let upstream = Upstream::spawn(Mode::Sessions).await;
     let env = Env::new(Backend::Sqlite).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("serve")
-        .envs(env.env_pairs())
-        .env("SWITCHBOARD_LOG_FORMAT", "json")
-        .env(
-            "SWITCHBOARD_SHUTDOWN_GRACE_SECONDS",
-            GRACE_SECONDS.to_string(),
-        )
-        .env("SWITCHBOARD_GATEWAY_KEEPALIVE_SECONDS", "60")
-        .current_dir(env.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (api, admin) = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the gateway starts")
-            .unwrap()
-            .expect("log line");
-        let Ok(v) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if v["fields"]["message"] == "switchboard listening" {
-            break (
-                format!("http://{}", v["fields"]["api"].as_str().unwrap()),
-                format!("http://{}", v["fields"]["admin"].as_str().unwrap()),
-            );
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    let log = tokio::spawn(async move {
-        let mut out = Vec::new();
-        while let Ok(Some(l)) = lines.next_line().await {
-            out.push(l);
-        }
-        out
-    });
+    let grace = GRACE_SECONDS.to_string();
+    let Process {
+        mut child,
+        base: api,
+        admin_base: admin,
+        log,
+    } = Process::spawn(
+        &env,
+        &[
+            ("SWITCHBOARD_SHUTDOWN_GRACE_SECONDS", grace.as_str()),
+            ("SWITCHBOARD_GATEWAY_KEEPALIVE_SECONDS", "60"),
+        ],
+    )
+    .await;
     let key = env.admin_key.clone();
     let client = reqwest::Client::new();
     let mut body = connector_body("draining", "mcp");

@@ -12,7 +12,7 @@ use axum::routing::post;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TestApp, connector_body};
+use crate::harness::{Backend, Env, Process, TestApp, connector_body};
 
 async fn faulty(axum::Json(msg): axum::Json<Value>) -> Response {
     let Some(id) = msg.get("id").cloned() else {
@@ -55,6 +55,20 @@ async fn faulty(axum::Json(msg): axum::Json<Value>) -> Response {
             "{\"jsonrpc\": \"2.0\", \"id\": 1, \"resu",
         )
             .into_response(),
+        (Some("tools/call"), Some("ten_mib_line")) => {
+            let big = "x".repeat(10 * 1024 * 1024);
+            sse(Body::from(format!("event: message\ndata: {big}\n\n")))
+        }
+        (Some("tools/call"), Some("huge_json")) => {
+            let big = "x".repeat(17 * 1024 * 1024);
+            axum::Json(json!({"jsonrpc": "2.0", "id": id,
+                "result": {"content": [{"type": "text", "text": big}]}}))
+            .into_response()
+        }
+        (Some("tools/call"), Some("hangs")) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            AxStatus::NO_CONTENT.into_response()
+        }
         (Some("tools/call"), Some("truncated")) => sse(Body::from(
             "event: message\ndata: {\"jsonrpc\": \"2.0\", \"method\": \"x\"}\n\n",
         )),
@@ -144,4 +158,112 @@ async fn upstream_faults_are_clear_errors_and_the_gateway_stays_healthy() {
         .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     app.finish().await;
+}
+
+async fn faulty_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, Router::new().route("/mcp", post(faulty))).await;
+    });
+    format!("http://{addr}/mcp")
+}
+
+/// The real binary fed garbage over and over (a 10 MiB SSE line, 17 MiB of JSON, invalid JSON,
+/// truncated and broken streams, an upstream that never answers): every call is a clear error
+/// within the call timeout, and resident memory comes back to where it was.
+#[tokio::test]
+async fn memory_returns_to_baseline_after_upstream_garbage() {
+    let upstream = faulty_upstream().await;
+    let env = Env::new(Backend::Sqlite).unwrap();
+    let gw = Process::spawn(
+        &env,
+        &[
+            ("SWITCHBOARD_UPSTREAM_CALL_TIMEOUT_MS", "2500"),
+            // Every call here fails on purpose: no circuit breaker in the way.
+            ("SWITCHBOARD_UPSTREAM_BREAKER_FAILURES", "0"),
+            // As deployed (deploy/, docs/operations.md "Memory"): glibc serves large buffers
+            // from mmap and gives them back when freed. Without it, glibc's adaptive threshold
+            // keeps freed multi-MiB answer buffers in its arenas (measured: +6.7 MiB over 20
+            // rounds, creeping; with it: +1.1 MiB, flat).
+            ("MALLOC_MMAP_THRESHOLD_", "131072"),
+        ],
+    )
+    .await;
+    let key = env.admin_key.clone();
+    let client = reqwest::Client::new();
+    let mut body = connector_body("faulty", "mcp");
+    body["server"] = json!(upstream);
+    let r = client
+        .post(format!("{}/v1/connectors", gw.base))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let call = |tool: &'static str| {
+        let (client, url, key) = (
+            client.clone(),
+            format!("{}/v1/connectors/faulty/tools/{tool}/call", gw.base),
+            key.clone(),
+        );
+        async move {
+            let started = Instant::now();
+            let r = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"arguments": {}}))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), started.elapsed())
+        }
+    };
+    for _ in 0..50 {
+        assert_eq!(call("fine").await.0, StatusCode::OK);
+    }
+    let baseline = gw.rss_kib();
+    let mut peak = baseline;
+    let mut rounds = Vec::new();
+    for round in 0..8 {
+        // The hanging call runs alongside the others (it ends at the call timeout).
+        let hanging = tokio::spawn(call("hangs"));
+        for tool in ["ten_mib_line", "huge_json", "garbage", "truncated", "dies"] {
+            let (status, took) = call(tool).await;
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "{tool} (round {round})");
+            assert!(took < Duration::from_secs(5), "{tool} took {took:?}");
+        }
+        rounds.push(gw.rss_kib());
+        peak = peak.max(*rounds.last().unwrap());
+        let (status, took) = hanging.await.unwrap();
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "hangs (round {round})");
+        assert!(took < Duration::from_secs(5), "hangs took {took:?}");
+    }
+    for _ in 0..50 {
+        assert_eq!(call("fine").await.0, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = gw.rss_kib();
+    eprintln!(
+        "resident memory: baseline {baseline} KiB, after each round {rounds:?} KiB, after {after} KiB"
+    );
+    // No growth from round to round (nothing kept per bad answer)…
+    assert!(
+        rounds[rounds.len() - 1] <= rounds[0] + 2 * 1024,
+        "memory grew round after round: {rounds:?} KiB"
+    );
+    let ready = client
+        .get(format!("{}/readyz", gw.admin_base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    // …and what a bad answer took is given back (within the allocator's slack).
+    assert!(
+        after <= baseline + 8 * 1024,
+        "memory did not come back: baseline {baseline} KiB, after {after} KiB (peak {peak} KiB)"
+    );
+    drop(gw);
+    env.cleanup().await;
 }
