@@ -376,12 +376,14 @@ impl Bound {
         self.drain().await;
     }
 
-    /// Readiness turns 503 first; then the API listener stops accepting, relayed SSE streams
-    /// end at an event boundary and in-flight requests get `shutdown.grace_seconds`; then the
-    /// admin listener stops.
+    /// Readiness turns 503 first, and requests keep being served for `shutdown.drain_delay_ms`
+    /// (load balancers see the 503 and stop sending); then the API listener stops accepting,
+    /// idle connections close, listening SSE streams end at an event boundary and in-flight
+    /// requests get `shutdown.grace_seconds`; then the admin listener stops.
     async fn drain(self) {
         self.readiness.start_draining();
-        tracing::info!(grace = ?self.config.shutdown_grace, "draining");
+        tracing::info!(delay = ?self.config.drain_delay, grace = ?self.config.shutdown_grace, "draining");
+        tokio::time::sleep(self.config.drain_delay).await;
         let _ = self.drain.send(true);
         let mut api = self.api_task;
         if tokio::time::timeout(self.config.shutdown_grace, &mut api)

@@ -43,6 +43,8 @@ pub struct Config {
     pub max_page_size: u32,
     pub limits: Limits,
     pub shutdown_grace: Duration,
+    /// After SIGTERM, readiness answers 503 this long while requests are still served.
+    pub drain_delay: Duration,
     pub upstream: UpstreamConfig,
     pub tools_cache: ToolsCacheConfig,
     /// Idle time after which a relayed SSE stream gets a keep-alive comment.
@@ -433,6 +435,12 @@ impl Config {
                 raw.shutdown.grace_seconds,
                 0,
                 3600,
+            )?),
+            drain_delay: Duration::from_millis(ranged(
+                "shutdown.drain_delay_ms",
+                raw.shutdown.drain_delay_ms,
+                0,
+                300_000,
             )?),
             upstream: UpstreamConfig {
                 connect_timeout: Duration::from_millis(ranged(

@@ -196,11 +196,16 @@ impl Default for RawLimits {
 #[serde(default, deny_unknown_fields)]
 pub struct RawShutdown {
     pub grace_seconds: i64,
+    /// After SIGTERM, `/readyz` answers 503 this long before the listener closes.
+    pub drain_delay_ms: i64,
 }
 
 impl Default for RawShutdown {
     fn default() -> Self {
-        Self { grace_seconds: 30 }
+        Self {
+            grace_seconds: 30,
+            drain_delay_ms: 0,
+        }
     }
 }
 

@@ -283,13 +283,15 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         let guard = (metrics.stream_opened("gateway"), permit);
         let capped =
             crate::limits::sse_capped(watched, state.gateway.limits.max_sse_line_bytes, usize::MAX);
+        // A drain ends listening streams (GET) at an event boundary; a POST's answer ends by
+        // itself after its response, so it runs to completion (bounded by the grace period).
+        let draining = if is_get {
+            state.gateway.draining.clone()
+        } else {
+            tokio::sync::watch::channel(false).1
+        };
         Body::from_stream(
-            with_keepalive(
-                capped,
-                state.gateway.keepalive,
-                state.gateway.draining.clone(),
-            )
-            .map(move |chunk| {
+            with_keepalive(capped, state.gateway.keepalive, draining).map(move |chunk| {
                 let _open = &guard;
                 chunk
             }),

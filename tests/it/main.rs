@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected values")]
 
 mod breaker;
+mod chaos;
 mod cli;
 mod connectors;
 mod credentials;

@@ -138,3 +138,43 @@ async fn sigterm_finishes_calls_ends_streams_and_exits_zero() {
         "the drain needed the whole grace period"
     );
 }
+
+/// A relayed POST answered with SSE when the drain starts: its answer runs to the end (a
+/// drain only ends listening streams), so the client gets its JSON-RPC response.
+#[tokio::test]
+async fn a_post_answer_streamed_when_the_drain_starts_completes() {
+    let upstream = Upstream::spawn(Mode::Sessions).await;
+    let app = crate::harness::TestApp::spawn(Backend::Sqlite)
+        .await
+        .unwrap();
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("draining", "mcp");
+    body["server"] = json!(upstream.url);
+    app.create(&key, body).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/connectors-gateway/draining/mcp", app.base);
+    let sid = crate::gateway::initialize(&client, &url, &key).await;
+    let call = {
+        let (client, url, key) = (client.clone(), url.clone(), key.clone());
+        tokio::spawn(async move {
+            let call = crate::gateway::rpc(
+                9,
+                "tools/call",
+                json!({"name": "sleep", "arguments": {"ms": 1000}}),
+            );
+            let r = crate::gateway::post_mcp(&client, &url, &key, Some(&sid), &call).await;
+            let status = r.status();
+            let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+            (
+                status,
+                crate::gateway::answer(&ct, &r.text().await.unwrap()),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.stop().await;
+    let (status, msg) = call.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(msg["id"], 9, "{msg}");
+    assert_eq!(msg["result"]["content"][0]["text"], "slept", "{msg}");
+}
