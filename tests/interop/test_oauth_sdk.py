@@ -52,7 +52,10 @@ PG_URL = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL", "postgres://postgres@12
 APP_RETURN = "http://127.0.0.1:9/app"
 # Access-token lifetime in the race: long enough for the 100 calls to finish within one lifetime
 # (minus the 1 s refresh skew), so exactly one refresh is the right answer.
-RACE_TTL = 12
+# Access-token lifetime in the refresh race: long enough for the 100 calls (7-13 s seen on a
+# loaded 2-core machine, debug build), so that normally exactly one refresh is due.
+RACE_TTL = 20
+RACE_SKEW = 1
 
 
 def query_of(url: str) -> Dict[str, str]:
@@ -93,7 +96,7 @@ def run(binary: str) -> None:
     up_bare = start_oauth_upstream(provider.issuer, prm="root", resource_metadata=False)
     env = {
         "SWITCHBOARD_OAUTH_RETURN_URLS": "http://127.0.0.1:9/app",
-        "SWITCHBOARD_OAUTH_REFRESH_SKEW_SECONDS": "1",
+        "SWITCHBOARD_OAUTH_REFRESH_SKEW_SECONDS": str(RACE_SKEW),
     }
     gw = Gateway(binary, extra_env=env)
     others: List[Any] = []
@@ -407,7 +410,7 @@ def race(binary: str, S: Dict[str, Any]) -> None:
         "SWITCHBOARD_STORE_URL": PG_URL,
         "SWITCHBOARD_STORE_POSTGRES_SCHEMA": schema,
         "SWITCHBOARD_VAULT_KEY": vault_key,
-        "SWITCHBOARD_OAUTH_REFRESH_SKEW_SECONDS": "1",
+        "SWITCHBOARD_OAUTH_REFRESH_SKEW_SECONDS": str(RACE_SKEW),
         "SWITCHBOARD_STORE_MAX_CONNECTIONS": "16",
     }
     provider = start_provider(access_token_ttl=RACE_TTL)
@@ -445,7 +448,14 @@ def race(binary: str, S: Dict[str, Any]) -> None:
             bad = [r for r in results if r != "alice"]
             assert not bad, bad[:3]
             st = provider.stats()
-            assert st["refresh_token"] == 1, st
+            # One refresh per token lifetime: exactly one unless the calls outlived the new token
+            # too (then its own expiry legitimately causes one more, never one per caller).
+            lifetimes = 1 + int(took // (RACE_TTL - RACE_SKEW))
+            if lifetimes == 1:
+                assert st["refresh_token"] == 1, st
+            else:
+                print(f"     (the calls outlived {lifetimes - 1} refreshed token(s))", flush=True)
+                assert 1 <= st["refresh_token"] <= lifetimes, st
             assert st["reuse_detected"] == 0 and st["refresh_errors"] == 0, st
         check("100 concurrent tool calls (REST and /mcp) over two gateways after expiry -> exactly one "
               "refresh at the provider, no reuse detected, no call fails", hundred_calls)
