@@ -186,7 +186,8 @@ impl App {
             config.upstream.breaker_failures,
             config.upstream.breaker_open,
         ))
-        .with_oauth(oauth.clone());
+        .with_oauth(oauth.clone())
+        .with_resolution_cache(cache_state.clone());
         let gateway = crate::gateway::Gateway::new(
             config.upstream.connect_timeout,
             config.upstream.call_timeout,
@@ -204,7 +205,7 @@ impl App {
             let tools = tools.clone();
             Arc::new(move || tools.pool().open_sessions())
         };
-        let state = AppState {
+        let state = AppState::new(crate::api::Services {
             limits,
             gateway,
             config: config.clone(),
@@ -213,7 +214,7 @@ impl App {
             tools,
             credentials,
             oauth,
-        };
+        });
         if let crate::config::StoreBackend::Postgres { url, .. } = &config.store.backend {
             // Detached: it ends when the drain starts.
             drop(events.listen(

@@ -25,9 +25,27 @@ use crate::registry::Registry;
 use crate::tools::ToolsService;
 use error::ApiError;
 
-/// What every handler can reach.
+/// What every handler can reach: cloned for every request (one reference count), read
+/// through `Deref`.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+#[derive(Debug)]
+pub struct Services {
     pub config: Arc<Config>,
     pub registry: Registry,
     pub keys: ApiKeys,

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::headers::{inject, request_headers, response_headers};
 use super::legacy_bridge::{self, BRIDGE_PREFIX};
@@ -338,27 +338,29 @@ fn passthrough_text(status: StatusCode, text: &str) -> Response {
 /// Peeks at the JSON-RPC method of a request (for the log and a bounded metrics label: a batch
 /// is `batch`), without re-encoding anything.
 fn rpc_method(bytes: &Bytes, connector: &str) -> &'static str {
-    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
-        return "none";
-    };
-    {
-        let methods: Vec<&str> = match &v {
-            Value::Array(items) => items
-                .iter()
-                .filter_map(|i| i.get("method")?.as_str())
-                .collect(),
-            one => one
-                .get("method")
-                .and_then(Value::as_str)
-                .into_iter()
-                .collect(),
-        };
-        tracing::debug!(connector, ?methods, "mcp relay");
-        match methods.as_slice() {
-            [one] if !v.is_array() => crate::metrics::mcp_method(one),
-            [] => "none",
-            _ => "batch",
+    /// Only the method is read; everything else is skipped without being built.
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow, default)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    let batch = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let methods: Vec<std::borrow::Cow<'_, str>> = if batch {
+        match serde_json::from_slice::<Vec<Head<'_>>>(bytes) {
+            Ok(items) => items.into_iter().filter_map(|h| h.method).collect(),
+            Err(_) => return "none",
         }
+    } else {
+        match serde_json::from_slice::<Head<'_>>(bytes) {
+            Ok(h) => h.method.into_iter().collect(),
+            Err(_) => return "none",
+        }
+    };
+    tracing::debug!(connector, ?methods, "mcp relay");
+    match methods.as_slice() {
+        [one] if !batch => crate::metrics::mcp_method(one),
+        [] => "none",
+        _ => "batch",
     }
 }
 

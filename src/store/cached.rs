@@ -82,6 +82,18 @@ impl CacheState {
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
+
+    /// A stamp to keep with something derived from store reads (take it *before* reading).
+    pub fn stamp(&self) -> (u64, Instant) {
+        (self.generation(), Instant::now())
+    }
+
+    /// Whether something stamped `stamp` may still be used without asking the store.
+    pub fn still_fresh(&self, stamp: (u64, Instant)) -> bool {
+        self.in_sync.load(Ordering::SeqCst)
+            && stamp.0 == self.generation()
+            && stamp.1.elapsed() < self.ttl
+    }
 }
 
 /// How an entry ages: with the change generation (connectors, credentials) or by time only

@@ -73,6 +73,24 @@ pub struct ToolsService {
     policy: crate::net::NetPolicy,
     breakers: crate::breaker::Breakers,
     events: Option<crate::events::Events>,
+    /// Resolutions (connector, credential, injected target) reused while the store reads they
+    /// came from are fresh; OAuth credentials are never kept (their tokens move).
+    resolved: Option<ResolvedCache>,
+}
+
+#[derive(Clone)]
+struct ResolvedCache {
+    freshness: Arc<crate::store::CacheState>,
+    entries: moka::sync::Cache<String, Arc<StampedResolution>>,
+}
+
+/// A resolution and the freshness stamp of the store reads it came from.
+type StampedResolution = ((u64, std::time::Instant), Resolved);
+
+impl std::fmt::Debug for ResolvedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedCache").finish_non_exhaustive()
+    }
 }
 
 /// What a use of a connector needs from it.
@@ -84,7 +102,7 @@ pub enum Need {
 
 /// A connector ready to be reached: the upstream target with credentials injected, and which
 /// credential it carries (`<id>@<version>`, or `connector` for the connector's own headers).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Resolved {
     pub connector: Connector,
     pub target: Target,
@@ -132,6 +150,7 @@ impl ToolsService {
             policy: crate::net::NetPolicy::permissive(),
             breakers: crate::breaker::Breakers::off(),
             events: None,
+            resolved: None,
         }
     }
 
@@ -164,6 +183,18 @@ impl ToolsService {
     }
 
     /// Uses this OAuth service for `oauth2` credentials.
+    /// Reuses resolutions while `freshness` says the store reads behind them are fresh.
+    pub fn with_resolution_cache(mut self, freshness: Arc<crate::store::CacheState>) -> Self {
+        self.resolved = Some(ResolvedCache {
+            freshness,
+            entries: moka::sync::Cache::builder()
+                .max_capacity(50_000)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
+        });
+        self
+    }
+
     pub fn with_oauth(mut self, oauth: crate::oauth::OAuth) -> Self {
         self.oauth = Some(oauth);
         self
@@ -370,6 +401,44 @@ impl ToolsService {
         need: Need,
         rejected: Option<&str>,
     ) -> Result<Resolved, ToolsError> {
+        let cached = self.resolved.as_ref().filter(|_| rejected.is_none());
+        let key = cached.map(|_| resolution_key(p, reference, choice, need));
+        if let (Some(cache), Some(key)) = (cached, &key) {
+            if let Some(hit) = cache.entries.get(key) {
+                if cache.freshness.still_fresh(hit.0) {
+                    // Per-request checks still run on a reused resolution.
+                    if let Err(l) = self.limits.check_connector(&hit.1.connector.id) {
+                        return Err(ToolsError::RateLimited(l.retry_after_secs));
+                    }
+                    self.breakers
+                        .allow(&hit.1.connector.id)
+                        .map_err(ToolsError::CircuitOpen)?;
+                    return Ok(hit.1.clone());
+                }
+            }
+        }
+        let stamp = cached.map(|c| c.freshness.stamp());
+        let resolved = self
+            .resolve_fresh(p, reference, choice, need, rejected)
+            .await?;
+        if let (Some(cache), Some(key), Some(stamp)) = (cached, key, stamp) {
+            if resolved.oauth_bearer.is_none() {
+                cache
+                    .entries
+                    .insert(key, Arc::new((stamp, resolved.clone())));
+            }
+        }
+        Ok(resolved)
+    }
+
+    async fn resolve_fresh(
+        &self,
+        p: &Principal,
+        reference: &str,
+        choice: Choice<'_>,
+        need: Need,
+        rejected: Option<&str>,
+    ) -> Result<Resolved, ToolsError> {
         let c = self.registry.resolve(p, reference).await?;
         match need {
             Need::Mcp if !c.supports_mcp => return Err(ToolsError::NotMcp),
@@ -493,4 +562,18 @@ fn upstream_failing(e: &McpError) -> bool {
         McpError::Http { status, .. } => *status >= 500,
         McpError::SessionExpired | McpError::AuthRejected(_) | McpError::Rpc(_) => false,
     }
+}
+
+/// What a resolution depends on besides the store: the caller, the reference, the choice of
+/// credential and the use.
+fn resolution_key(p: &Principal, reference: &str, choice: Choice<'_>, need: Need) -> String {
+    let (kind, value) = match choice {
+        Choice::Default => ("d", ""),
+        Choice::Named(n) => ("n", n),
+        Choice::Id(id) => ("i", id),
+    };
+    format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{reference}\u{1f}{need:?}\u{1f}{kind}{value}",
+        p.user_id, p.workspace_id, p.org_id, p.is_admin
+    )
 }

@@ -160,10 +160,14 @@ pub fn generate_key() -> Zeroizing<[u8; KEY_LEN]> {
 
 /// SHA-256 of `data`, hex-encoded. Used to store API keys, which are high-entropy, hashed.
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(data);
+    let mut out = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// Random bytes for tokens (API keys).
