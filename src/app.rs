@@ -310,6 +310,14 @@ fn serve(
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
+        use axum::serve::ListenerExt;
+        // Small JSON-RPC answers and SSE events are written as separate small segments: without
+        // TCP_NODELAY, Nagle's algorithm holds each behind the peer's delayed ACK (~40 ms).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY could not be set");
+            }
+        });
         if let Err(e) = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
