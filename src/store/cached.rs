@@ -199,7 +199,17 @@ impl CachedStore {
         }
     }
 
-    /// After a write: obsolete everything here and tell the other replicas before returning.
+    /// Runs a write, then obsoletes everything here and tells the other replicas before
+    /// returning (whatever the outcome: a failed commit may still have landed).
+    async fn write<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let r = op.await;
+        self.wrote().await;
+        r
+    }
+
     async fn wrote(&self) {
         self.state.changed();
         if let Some((channel, payload)) = self.state.publish.get() {
@@ -250,9 +260,7 @@ impl Store for CachedStore {
     }
 
     async fn insert_connector(&self, row: &ConnectorRow) -> Result<(), StoreError> {
-        let r = self.inner.insert_connector(row).await;
-        self.wrote().await;
-        r
+        self.write(self.inner.insert_connector(row)).await
     }
 
     async fn update_connector(
@@ -260,15 +268,12 @@ impl Store for CachedStore {
         row: &ConnectorRow,
         expected_modified_at: &str,
     ) -> Result<(), StoreError> {
-        let r = self.inner.update_connector(row, expected_modified_at).await;
-        self.wrote().await;
-        r
+        self.write(self.inner.update_connector(row, expected_modified_at))
+            .await
     }
 
     async fn delete_connector(&self, id: &str) -> Result<bool, StoreError> {
-        let r = self.inner.delete_connector(id).await;
-        self.wrote().await;
-        r
+        self.write(self.inner.delete_connector(id)).await
     }
 
     async fn get_connector(&self, id: &str) -> Result<Option<ConnectorRow>, StoreError> {
@@ -306,12 +311,8 @@ impl Store for CachedStore {
         consumer: &Consumer,
         blocked: bool,
     ) -> Result<(), StoreError> {
-        let r = self
-            .inner
-            .set_blocked(connector_id, consumer, blocked)
-            .await;
-        self.wrote().await;
-        r
+        self.write(self.inner.set_blocked(connector_id, consumer, blocked))
+            .await
     }
 
     async fn blocked_by(
@@ -353,9 +354,7 @@ impl Store for CachedStore {
     }
 
     async fn reseal(&self, record: &SealedRecord, new_blob: &[u8]) -> Result<bool, StoreError> {
-        let r = self.inner.reseal(record, new_blob).await;
-        self.wrote().await;
-        r
+        self.write(self.inner.reseal(record, new_blob)).await
     }
 
     async fn credential_set(&self, key: &CredentialSetKey) -> Result<CredentialSet, StoreError> {
@@ -369,12 +368,11 @@ impl Store for CachedStore {
         upserts: &[CredentialRow],
         delete_ids: &[String],
     ) -> Result<(), StoreError> {
-        let r = self
-            .inner
-            .write_credential_set(key, expected_version, upserts, delete_ids)
-            .await;
-        self.wrote().await;
-        r
+        self.write(
+            self.inner
+                .write_credential_set(key, expected_version, upserts, delete_ids),
+        )
+        .await
     }
 
     async fn credentials_of(
@@ -398,12 +396,8 @@ impl Store for CachedStore {
         scope: &str,
         keep_user: &str,
     ) -> Result<u64, StoreError> {
-        let r = self
-            .inner
-            .prune_credentials(connector_id, scope, keep_user)
-            .await;
-        self.wrote().await;
-        r
+        self.write(self.inner.prune_credentials(connector_id, scope, keep_user))
+            .await
     }
 
     async fn oauth_client(

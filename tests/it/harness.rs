@@ -263,6 +263,29 @@ impl TestApp {
         json
     }
 
+    /// Creates a connector `name` reaching `server`, and a user credential `mine` holding
+    /// `token` for the caller of `key`.
+    pub async fn connector_with_token(
+        &self,
+        key: &str,
+        name: &str,
+        protocol: &str,
+        server: &str,
+        token: &str,
+    ) {
+        let mut body = connector_body(name, protocol);
+        body["server"] = Value::from(server);
+        self.create(key, body).await;
+        let (status, cred) = self
+            .post(
+                &format!("/v1/connectors/{name}/user/credentials"),
+                key,
+                &serde_json::json!({"name": "mine", "credentials": {"bearer_token": token}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{cred}");
+    }
+
     /// Every connector visible to `key`, following cursors (small pages).
     pub async fn list_all(&self, key: &str) -> Vec<Value> {
         let mut out = Vec::new();

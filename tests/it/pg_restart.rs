@@ -62,17 +62,8 @@ async fn postgres_stopped_and_started_under_load() {
     let upstream = Upstream::spawn(Mode::Sessions).await;
     let app = TestApp::start_with(env, &[("SWITCHBOARD_STORE_ACQUIRE_TIMEOUT_MS", "500")]).await;
     let key = app.admin_key().to_owned();
-    let mut body = connector_body("tools", "mcp");
-    body["server"] = json!(upstream.url);
-    app.create(&key, body).await;
-    let (status, body) = app
-        .post(
-            "/v1/connectors/tools/user/credentials",
-            &key,
-            &json!({"name": "mine", "credentials": {"bearer_token": "tok-pg"}}),
-        )
+    app.connector_with_token(&key, "tools", "mcp", &upstream.url, "tok-pg")
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     let client = reqwest::Client::new();
     let mcp_url = format!("{}/v1/connectors-gateway/tools/mcp", app.base);
     let session = initialize(&client, &mcp_url, &key).await;

@@ -76,17 +76,8 @@ async fn store_outage_is_a_clear_503_and_recovers() {
         ));
         let _ = axum::serve(echo, router).await;
     });
-    let mut body = connector_body("live", "http");
-    body["server"] = json!(echo_url);
-    app.create(&key, body).await;
-    let (status, cred) = app
-        .post(
-            "/v1/connectors/live/user/credentials",
-            &key,
-            &json!({"name": "mine", "credentials": {"bearer_token": "tok-live"}}),
-        )
+    app.connector_with_token(&key, "live", "http", &echo_url, "tok-live")
         .await;
-    assert_eq!(status, StatusCode::OK, "{cred}");
     let unused_key = app.key_for("someone", "default", "default", false).await;
     let client = reqwest::Client::new();
     let live = || {
@@ -123,29 +114,24 @@ async fn store_outage_is_a_clear_503_and_recovers() {
         );
         assert_eq!(r.text().await.unwrap(), "Bearer tok-live");
     }
-    // A key never seen before cannot be checked: a clear 503, not a 401 or a 500.
-    let r = client
-        .get(format!("{}/v1/connectors-gateway/live/http/x", app.base))
-        .bearer_auth(&unused_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        r.headers()["proxy-status"],
-        r#"connectors-gateway; error=proxy_internal_error; details="store_unavailable""#
-    );
-    let r = client
-        .get(format!("{}/v1/connectors-gateway/stored/http/x", app.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        r.headers()["proxy-status"],
-        r#"connectors-gateway; error=proxy_internal_error; details="store_unavailable""#
-    );
+    // A key never seen before cannot be checked, a connector never used cannot be resolved:
+    // a clear 503, not a 401 or a 500.
+    for (connector, caller) in [("live", &unused_key), ("stored", &key)] {
+        let r = client
+            .get(format!(
+                "{}/v1/connectors-gateway/{connector}/http/x",
+                app.base
+            ))
+            .bearer_auth(caller)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{connector}");
+        assert_eq!(
+            r.headers()["proxy-status"],
+            r#"connectors-gateway; error=proxy_internal_error; details="store_unavailable""#
+        );
+    }
     let (status, body) = app.get("/v1/connectors", &key).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body["detail"].is_string());
