@@ -108,8 +108,7 @@ pub async fn track(
     let request_id = match req.headers().get(REQUEST_ID) {
         Some(v) if valid_request_id(v) => v.clone(),
         _ => {
-            let id = uuid::Uuid::new_v4().to_string();
-            let v = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
+            let v = new_request_id();
             req.headers_mut().insert(REQUEST_ID, v.clone());
             v
         }
@@ -117,28 +116,32 @@ pub async fn track(
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| route_label(m.as_str()));
+        .map_or("unmatched", |m| route_label(m.as_str()));
     let method = method_label(req.method());
-    let path_connector = connector_ref(req.uri().path()).to_owned();
+    let path_connector = if settings.access {
+        connector_ref(req.uri().path()).to_owned()
+    } else {
+        String::new()
+    };
     let mut response = match too_large {
-        Some(what) => headers_too_large(plane_of(&route), what),
+        Some(what) => headers_too_large(plane_of(route), what),
         None => next.run(req).await,
     };
     let took = started.elapsed();
-    let plane = plane_of(&route);
+    let plane = plane_of(route);
     let status = response.status().as_u16();
     let m = crate::metrics::get();
     m.http_requests
-        .with_label_values(&[plane, route.as_str(), method, status_label(status)])
+        .with_label_values(&[plane, route, method, status_label(status)])
         .inc();
     m.http_duration
-        .with_label_values(&[plane, route.as_str()])
+        .with_label_values(&[plane, route])
         .observe(took.as_secs_f64());
     if settings.access && plane != "admin" {
         tracing::info!(
             target: "switchboard::access",
             plane,
-            route = %route,
+            route,
             connector = %path_connector,
             method,
             status,
@@ -151,9 +154,40 @@ pub async fn track(
     response
 }
 
+/// A new request id: a random (version 4) UUID from the thread's generator (no system call per
+/// request), formatted without an intermediate `String`.
+fn new_request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"))
+}
+
+/// [`label_of`] for a route template, computed once per template: the templates are the
+/// router's, a fixed handful, so the labels are kept for the life of the process.
+fn route_label(template: &str) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    static LABELS: std::sync::OnceLock<arc_swap::ArcSwap<HashMap<String, &'static str>>> =
+        std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(Default::default);
+    if let Some(l) = labels.load().get(template) {
+        return l;
+    }
+    // A new template (once each): copy, add, swap. A label leaked twice by a race is a few
+    // bytes, once.
+    let label: &'static str = Box::leak(label_of(template).into_boxed_str());
+    labels.rcu(|old| {
+        let mut new = HashMap::clone(old);
+        new.insert(template.to_owned(), label);
+        Arc::new(new)
+    });
+    label
+}
+
 /// A route template as a label: `{ref}` → `:ref`, `{*rest}` → `*rest` (braces inside label
 /// values trip some text-format parsers).
-fn route_label(template: &str) -> String {
+fn label_of(template: &str) -> String {
     template
         .split('/')
         .map(
@@ -235,5 +269,12 @@ mod tests {
             route_label("/v1/connectors/{ref}/tools/{*rest}"),
             "/v1/connectors/:ref/tools/*rest"
         );
+        assert_eq!(route_label("/v1/connectors/{ref}"), "/v1/connectors/:ref");
+        assert_eq!(route_label("/v1/connectors/{ref}"), "/v1/connectors/:ref");
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        let parsed = uuid::Uuid::parse_str(a.to_str().unwrap()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
     }
 }
