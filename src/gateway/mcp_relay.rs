@@ -62,13 +62,13 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         Some(v) => match v
             .to_str()
             .ok()
-            .and_then(|t| SealedSessionId::open(vault, t))
+            .and_then(|t| state.gateway.opened_sessions.open(vault, t))
         {
             Some(c) => Some(c),
             None => return Ok(session_not_found()),
         },
     };
-    let choice = match &claims {
+    let choice = match claims.as_deref() {
         Some(SessionClaims { k: Some(id), .. }) => Choice::Id(id),
         Some(_) => Choice::Default,
         None => credential_choice(&parts.headers)?,

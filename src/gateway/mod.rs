@@ -47,6 +47,8 @@ pub struct Gateway {
     /// Listening streams open per principal, and the limits of this plane.
     pub streams_open: StreamCounts,
     pub limits: crate::config::Limits,
+    /// Sealed session ids this replica has opened (saves decrypting one per relayed call).
+    pub opened_sessions: session::OpenedSessions,
 }
 
 /// Open listening streams per principal (user id).
@@ -120,6 +122,7 @@ impl Gateway {
             draining: tokio::sync::watch::channel(false).1,
             streams_open: StreamCounts::new(),
             limits: crate::config::Limits::default(),
+            opened_sessions: session::OpenedSessions::new(max_sessions, session_idle),
         })
     }
 

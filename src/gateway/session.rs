@@ -2,6 +2,8 @@
 //! (connector, upstream session id, credential, principal, issue time). Any replica with the
 //! same vault key can serve it; nothing is stored.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,47 @@ impl SealedSessionId {
     }
 }
 
+/// Sealed session ids already opened by this replica, so that the calls of a session do not
+/// each pay the decryption: keyed by the whole token, holding what opening it gave, and only
+/// for the key ring generation it was opened under (a reloaded ring opens it afresh). Only
+/// tokens that opened are kept; a token that differs in one byte is a miss and is opened (and
+/// refused) as before. Bounded in size, and idle entries expire.
+#[derive(Clone)]
+pub struct OpenedSessions(moka::sync::Cache<Box<str>, (u64, Arc<SessionClaims>)>);
+
+impl std::fmt::Debug for OpenedSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedSessions")
+            .field("entries", &self.0.entry_count())
+            .finish()
+    }
+}
+
+impl OpenedSessions {
+    pub fn new(capacity: u64, idle: std::time::Duration) -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(idle)
+                .build(),
+        )
+    }
+
+    /// [`SealedSessionId::open`], remembered.
+    pub fn open(&self, vault: &Vault, token: &str) -> Option<Arc<SessionClaims>> {
+        let generation = vault.generation();
+        if let Some((opened_in, claims)) = self.0.get(token) {
+            if opened_in == generation {
+                return Some(claims);
+            }
+        }
+        let claims = Arc::new(SealedSessionId::open(vault, token)?);
+        self.0
+            .insert(token.into(), (generation, Arc::clone(&claims)));
+        Some(claims)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +143,53 @@ mod tests {
             ..p
         };
         assert!(!claims.belongs_to(&q, "conn"));
+    }
+
+    #[test]
+    fn opened_sessions_are_remembered_only_under_the_ring_they_opened_in() {
+        use base64::engine::general_purpose::STANDARD;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.key");
+        let (a, b) = (
+            STANDARD.encode([1u8; KEY_LEN]),
+            STANDARD.encode([2u8; KEY_LEN]),
+        );
+        std::fs::write(&path, format!("a:{a},b:{b}")).unwrap();
+        let key = |id: &str, byte: u8| SealingKey::new(Some(id), &[byte; KEY_LEN]);
+        let vault = Vault::new(vec![key("a", 1), key("b", 2)])
+            .unwrap()
+            .following(path.clone());
+        let claims = SessionClaims {
+            c: "conn".into(),
+            s: "up-1".into(),
+            k: Some("cred".into()),
+            u: "u".into(),
+            w: "w".into(),
+            o: "o".into(),
+            t: 1,
+        };
+        let token = SealedSessionId::seal(&vault, &claims);
+        let opened = OpenedSessions::new(100, std::time::Duration::from_secs(60));
+        assert_eq!(opened.open(&vault, &token).as_deref(), Some(&claims));
+        assert_eq!(opened.open(&vault, &token).as_deref(), Some(&claims));
+        // A token one byte away is opened (and refused), not taken from the remembered one.
+        let mut tampered = token.clone().into_bytes();
+        let i = tampered.len() - 2;
+        tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert_eq!(opened.open(&vault, &tampered), None);
+        // Key `a` leaves the file: once the ring follows, the remembered token is refused too.
+        std::fs::write(&path, format!("b:{b}")).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+            .unwrap();
+        let before = vault.generation();
+        let _ = vault.seal(b"x", &RecordIdentity::mcp_session());
+        assert_ne!(vault.generation(), before, "the ring was reloaded");
+        assert_eq!(SealedSessionId::open(&vault, &token), None);
+        assert_eq!(opened.open(&vault, &token), None);
     }
 }

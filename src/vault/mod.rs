@@ -111,6 +111,8 @@ enum Check {
 /// or at once when it meets a blob under a key id it does not know.
 pub struct Vault {
     ring: ArcSwap<Ring>,
+    /// Bumped whenever the ring is replaced (what was opened under the old one is re-checked).
+    generation: AtomicU64,
     key_file: Option<PathBuf>,
     /// Millis since `started` of the last look at the key file.
     last_check: AtomicU64,
@@ -143,6 +145,7 @@ impl Vault {
     pub fn new(keys: Vec<crypto::SealingKey>) -> Result<Self, VaultError> {
         Ok(Self {
             ring: ArcSwap::from_pointee(Self::ring(keys)?),
+            generation: AtomicU64::new(0),
             key_file: None,
             last_check: AtomicU64::new(0),
             file_mtime: AtomicU64::new(0),
@@ -179,6 +182,12 @@ impl Vault {
         self.ring.load().primary.clone()
     }
 
+    /// Changes whenever the key ring is replaced (reloaded from its file): a value opened under
+    /// an earlier generation must be opened again before it is trusted.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Every loaded key id.
     pub fn key_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.ring.load().keys.keys().cloned().collect();
@@ -213,6 +222,7 @@ impl Vault {
                             tracing::info!(primary = %ring.primary, keys = ring.keys.len(), "vault key file changed: key ring reloaded");
                         }
                         self.ring.store(Arc::new(ring));
+                        self.generation.fetch_add(1, Ordering::SeqCst);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "vault key file changed but is invalid; keeping the loaded keys")
