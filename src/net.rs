@@ -103,6 +103,21 @@ impl NetPolicy {
         }
     }
 
+    /// A `hyper-util` TCP connector with this policy's resolver, `TCP_NODELAY` and a connect
+    /// timeout (the relay's upstream client wraps it in TLS).
+    pub fn http_connector(
+        &self,
+        connect_timeout: std::time::Duration,
+    ) -> hyper_util::client::legacy::connect::HttpConnector<GuardedResolver> {
+        let mut c = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+            GuardedResolver::system(self.clone()),
+        );
+        c.enforce_http(false);
+        c.set_nodelay(true);
+        c.set_connect_timeout(Some(connect_timeout));
+        c
+    }
+
     /// A `reqwest` client builder with this policy's resolver, no redirects, no proxies from
     /// the environment and `TCP_NODELAY`.
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
@@ -134,7 +149,8 @@ type Lookup = Arc<
 
 /// Resolves with the system resolver (or, in tests, any lookup) and keeps only the addresses
 /// the policy allows — on every connection, so each answer is judged afresh.
-struct GuardedResolver {
+#[derive(Clone)]
+pub struct GuardedResolver {
     policy: NetPolicy,
     lookup: Lookup,
 }
@@ -152,25 +168,56 @@ impl GuardedResolver {
     }
 }
 
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+impl GuardedResolver {
+    /// The addresses of `host` this policy allows (an error naming the host when none is).
+    fn allowed_addrs(
+        &self,
+        host: String,
+    ) -> futures_util::future::BoxFuture<'static, Result<Vec<SocketAddr>, BoxError>> {
         let policy = self.policy.clone();
         let lookup = self.lookup.clone();
-        let host = name.as_str().to_owned();
         Box::pin(async move {
             let addrs: Vec<SocketAddr> = lookup(host.clone()).await?;
             if policy.host_allowed(&host) {
-                return Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs);
+                return Ok(addrs);
             }
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
                 .filter(|a| policy.check_ip(a.ip()).is_ok())
                 .collect();
             if allowed.is_empty() {
-                return Err(Box::new(Refused::Resolved(host)) as Box<_>);
+                return Err(Box::new(Refused::Resolved(host)) as BoxError);
             }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+            Ok(allowed)
         })
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let addrs = self.allowed_addrs(name.as_str().to_owned());
+        Box::pin(async move { Ok(Box::new(addrs.await?.into_iter()) as reqwest::dns::Addrs) })
+    }
+}
+
+/// The same resolver for a `hyper-util` connector (the relay's upstream client).
+impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let addrs = self.allowed_addrs(name.as_str().to_owned());
+        Box::pin(async move { Ok(addrs.await?.into_iter()) })
     }
 }
 

@@ -101,23 +101,30 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         let mut headers = headers_in.clone();
         inject(&mut headers, &resolved.target.headers);
         crate::telemetry::inject_context(&mut headers);
-        let request = state
-            .gateway
-            .http
-            .request(parts.method.clone(), url)
-            .headers(headers);
-        let request = match (&kept, stream.take()) {
-            (Some(bytes), _) => request.body(bytes.clone()),
-            (None, Some(body)) => request.body(reqwest::Body::wrap_stream(
-                crate::limits::body_capped(body.into_data_stream(), max_body),
+        let body = match (&kept, stream.take()) {
+            (Some(bytes), _) => Body::from(bytes.clone()),
+            (None, Some(body)) => Body::from_stream(crate::limits::body_capped(
+                body.into_data_stream(),
+                max_body,
             )),
-            (None, None) => request,
+            (None, None) => Body::empty(),
         };
-        let upstream = request.send().await.map_err(|e| {
-            let e = if crate::limits::too_large_in(&e) {
+        let sent = state
+            .gateway
+            .upstream
+            .send(
+                parts.method.clone(),
+                &url,
+                headers,
+                body,
+                Some(state.gateway.idle_timeout),
+            )
+            .await;
+        let upstream = sent.map_err(|e| {
+            let e = if e.too_large() {
                 GatewayError::PayloadTooLarge(max_body)
             } else {
-                super::send_error(e)
+                GatewayError::from(e)
             };
             state
                 .tools
@@ -125,7 +132,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
                 .record(&resolved.connector.id, !e.is_upstream_failure());
             e
         })?;
-        if upstream.status() == axum::http::StatusCode::UNAUTHORIZED && !retried {
+        if upstream.status == axum::http::StatusCode::UNAUTHORIZED && !retried {
             if let (Some(rejected), Some(_)) = (resolved.rejected_token().map(str::to_owned), &kept)
             {
                 retried = true;
@@ -144,13 +151,13 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         // An HTTP API's own 500 is an answer; a gateway-ish 502/503/504 means it is down.
         .record(
             &resolved.connector.id,
-            !matches!(upstream.status().as_u16(), 502..=504),
+            !matches!(upstream.status.as_u16(), 502..=504),
         );
     crate::metrics::get().upstream(&resolved.connector.id, started.elapsed());
-    tracing::debug!(connector = %resolved.connector.id, status = upstream.status().as_u16(), "http relay");
+    tracing::debug!(connector = %resolved.connector.id, status = upstream.status.as_u16(), "http relay");
     let mut response = Response::new(Body::empty());
-    *response.status_mut() = upstream.status();
-    *response.headers_mut() = response_headers(upstream.headers(), &[]);
+    *response.status_mut() = upstream.status;
+    *response.headers_mut() = response_headers(&upstream.headers, &[]);
     *response.body_mut() = Body::from_stream(upstream.bytes_stream());
     Ok(response)
 }

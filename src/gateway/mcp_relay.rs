@@ -129,11 +129,9 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         return Ok(response);
     }
     let is_get = parts.method == Method::GET;
-    let client = if is_get {
-        &state.gateway.streams
-    } else {
-        &state.gateway.http
-    };
+    // A listening stream may stay quiet for as long as it likes; everything else answers
+    // within the idle timeout.
+    let idle = (!is_get).then_some(state.gateway.idle_timeout);
     let body = if parts.method == Method::POST {
         let depth = state.gateway.limits.max_json_depth;
         if crate::limits::json_depth_exceeds(&bytes, depth) {
@@ -169,16 +167,21 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
                 .map_err(|_| GatewayError::Internal("bad upstream session id".into()))?;
             headers.insert(SESSION_HEADER, sid);
         }
-        let mut request = client
-            .request(parts.method.clone(), resolved.target.url.clone())
-            .headers(headers);
-        if let Some(bytes) = &body {
-            request = request.body(bytes.clone());
-        }
-        let upstream = match request.send().await {
+        let sent = state
+            .gateway
+            .upstream
+            .send(
+                parts.method.clone(),
+                &resolved.target.url,
+                headers,
+                body.clone().map_or_else(Body::empty, Body::from),
+                idle,
+            )
+            .await;
+        let upstream = match sent {
             Ok(u) => u,
             Err(e) => {
-                let e = super::send_error(e);
+                let e = GatewayError::from(e);
                 state
                     .tools
                     .breakers()
@@ -200,7 +203,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
             }
         };
         // An OAuth access token the upstream refused: refresh (once, whoever asks) and replay.
-        if upstream.status() == StatusCode::UNAUTHORIZED && !retried {
+        if upstream.status == StatusCode::UNAUTHORIZED && !retried {
             if let Some(rejected) = resolved.rejected_token().map(str::to_owned) {
                 retried = true;
                 resolved = state
@@ -212,7 +215,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         }
         break upstream;
     };
-    let status = upstream.status();
+    let status = upstream.status;
     state
         .tools
         .breakers()
@@ -231,16 +234,16 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     }
     if claims.is_some() && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST) {
         // The upstream forgot the session (404; server-everything says 400): never half-working.
-        let text = crate::limits::error_text(upstream).await;
+        let text = upstream.text().await;
         if status == StatusCode::NOT_FOUND || text.to_ascii_lowercase().contains("session") {
             return Ok(session_not_found());
         }
         return Ok(passthrough_text(status, &text));
     }
 
-    let mut out_headers = response_headers(upstream.headers(), &[SESSION_HEADER]);
+    let mut out_headers = response_headers(&upstream.headers, &[SESSION_HEADER]);
     if let Some(sid) = upstream
-        .headers()
+        .headers
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
     {
@@ -263,7 +266,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         }
     }
     let is_sse = upstream
-        .headers()
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));

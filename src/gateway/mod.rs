@@ -9,6 +9,7 @@ mod legacy_bridge;
 pub mod mcp_relay;
 pub mod proxy_status;
 pub mod session;
+pub mod upstream;
 
 use std::time::Duration;
 
@@ -29,10 +30,10 @@ use crate::identity::Principal;
 /// Data-plane settings and clients.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    /// For request/response exchanges: connect timeout, idle read timeout, no redirects.
-    pub http: reqwest::Client,
-    /// For long-lived SSE streams: no read timeout.
-    pub streams: reqwest::Client,
+    /// For both relays (decision 014): pooled, connect timeout, no redirects; the idle
+    /// timeout below applies to everything but listening streams.
+    pub upstream: upstream::UpstreamClient,
+    pub idle_timeout: Duration,
     pub keepalive: Duration,
     pub max_body_bytes: usize,
     /// `Origin`s allowed on `/mcp`.
@@ -107,13 +108,9 @@ impl Gateway {
         max_sessions: u64,
         policy: &crate::net::NetPolicy,
     ) -> Result<Self, String> {
-        let base = || policy.client_builder().connect_timeout(connect_timeout);
         Ok(Self {
-            http: base()
-                .read_timeout(idle_timeout)
-                .build()
-                .map_err(|e| e.to_string())?,
-            streams: base().build().map_err(|e| e.to_string())?,
+            upstream: upstream::UpstreamClient::new(policy, connect_timeout)?,
+            idle_timeout,
             keepalive,
             max_body_bytes,
             bridges: legacy_bridge::Bridges::new(session_idle, max_sessions),
@@ -237,15 +234,4 @@ fn split_path(req: &Request) -> Result<(String, String), GatewayError> {
         .map_err(|_| GatewayError::ConnectorNotFound)?
         .into_owned();
     Ok((reference, tail.to_owned()))
-}
-
-/// A failed upstream send, as the gateway reports it.
-pub(crate) fn send_error(e: reqwest::Error) -> GatewayError {
-    if e.is_timeout() {
-        GatewayError::UpstreamTimeout
-    } else if let Some(refused) = crate::net::refused_in(&e) {
-        GatewayError::DestinationProhibited(refused)
-    } else {
-        GatewayError::UpstreamUnavailable(e.without_url().to_string())
-    }
 }

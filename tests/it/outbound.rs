@@ -77,6 +77,25 @@ async fn private_destinations_are_refused_with_an_empty_allow_list() {
             "{name}: {body}"
         );
     }
+    // The /mcp relay is guarded the same way, a name resolving to loopback included.
+    for (name, server) in [
+        ("mcp-by-ip", format!("http://127.0.0.1:{port}/mcp")),
+        ("mcp-by-name", format!("http://localhost:{port}/mcp")),
+    ] {
+        let mut body = connector_body(name, "mcp");
+        body["server"] = json!(server);
+        app.create(&key, body).await;
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/connectors-gateway/{name}/mcp", app.base))
+            .bearer_auth(&key)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY, "{name}");
+        assert_eq!(resp.headers()["proxy-status"], PROHIBITED, "{name}");
+    }
     // The REST tools path of an MCP connector is guarded the same way.
     let mut body = connector_body("mcp-loopback", "mcp");
     body["server"] = json!(format!("http://127.0.0.1:{port}/mcp"));

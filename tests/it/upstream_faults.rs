@@ -9,6 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::http::StatusCode as AxStatus;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -68,6 +69,15 @@ async fn faulty(axum::Json(msg): axum::Json<Value>) -> Response {
         (Some("tools/call"), Some("hangs")) => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             AxStatus::NO_CONTENT.into_response()
+        }
+        (Some("tools/call"), Some("stalls")) => {
+            // One progress event, then nothing more: the connection stays open.
+            let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                "params": {"progressToken": 1, "progress": 1}});
+            let first = Bytes::from(format!("event: message\ndata: {progress}\n\n"));
+            let chunks = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) })
+                .chain(futures_util::stream::pending());
+            sse(Body::from_stream(chunks))
         }
         (Some("tools/call"), Some("truncated")) => sse(Body::from(
             "event: message\ndata: {\"jsonrpc\": \"2.0\", \"method\": \"x\"}\n\n",
@@ -266,4 +276,97 @@ async fn memory_returns_to_baseline_after_upstream_garbage() {
     );
     drop(gw);
     env.cleanup().await;
+}
+
+/// The `/mcp` relay's own errors: an upstream that never answers is a 504 within the call
+/// timeout, one that stops in the middle of its answer breaks the caller's stream after the
+/// same timeout, and a dead one is a 502 — each with the gateway's `Proxy-Status`.
+#[tokio::test]
+async fn relay_timeouts_and_dead_upstreams_are_named() {
+    let upstream = faulty_upstream().await;
+    let env = Env::new(Backend::Sqlite).unwrap();
+    let app = TestApp::start_with(
+        env,
+        &[
+            ("SWITCHBOARD_UPSTREAM_CALL_TIMEOUT_MS", "1000"),
+            ("SWITCHBOARD_UPSTREAM_BREAKER_FAILURES", "0"),
+        ],
+    )
+    .await;
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("faulty", "mcp");
+    body["server"] = json!(upstream);
+    app.create(&key, body).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut body = connector_body("dead", "mcp");
+    body["server"] = json!(format!("http://{dead}/mcp"));
+    app.create(&key, body).await;
+    let client = reqwest::Client::new();
+    let call = |connector: &str, tool: &str| {
+        client
+            .post(format!(
+                "{}/v1/connectors-gateway/{connector}/mcp",
+                app.base
+            ))
+            .bearer_auth(&key)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                "params": {"name": tool, "arguments": {}}}))
+            .send()
+    };
+    let proxy_status = |r: &reqwest::Response| {
+        r.headers()
+            .get("proxy-status")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+
+    let started = Instant::now();
+    let r = call("faulty", "hangs").await.unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        proxy_status(&r),
+        r#"connectors-gateway; error=connection_timeout; details="upstream_timeout""#
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    let r = call("faulty", "stalls").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut stream = r.bytes_stream();
+    let mut seen = String::new();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => seen.push_str(&String::from_utf8_lossy(&c)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    })
+    .await
+    .expect("a stalled answer ends within the idle timeout");
+    assert!(seen.contains("notifications/progress"), "{seen}");
+    assert!(outcome.is_err(), "a stalled answer must not look complete");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let r = call("dead", "anything").await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        proxy_status(&r),
+        r#"connectors-gateway; error=destination_unavailable; details="upstream_unavailable""#
+    );
+    app.finish().await;
 }
