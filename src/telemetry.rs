@@ -41,7 +41,11 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> TelemetryGuard {
             .json()
             .flatten_event(false)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
+        // Colours only on a terminal: collected logs (files, journald, container runtimes)
+        // would carry the escape codes, and styling every span's fields costs per request.
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed(),
     };
     #[cfg(feature = "otel")]
     {

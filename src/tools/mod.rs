@@ -85,7 +85,7 @@ struct ResolvedCache {
 }
 
 /// A resolution and the freshness stamp of the store reads it came from.
-type StampedResolution = ((u64, std::time::Instant), Resolved);
+type StampedResolution = ((u64, std::time::Instant), Arc<Resolved>);
 
 impl std::fmt::Debug for ResolvedCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -363,6 +363,7 @@ impl ToolsService {
         let r = self
             .resolve_upstream_rejecting(p, reference, choice, Need::Mcp, rejected)
             .await?;
+        let r = Arc::try_unwrap(r).unwrap_or_else(|shared| Resolved::clone(&shared));
         let pool_key = PoolKey {
             connector_id: r.connector.id.clone(),
             connector_version: r.connector.modified_at.clone(),
@@ -386,7 +387,7 @@ impl ToolsService {
         reference: &str,
         choice: Choice<'_>,
         need: Need,
-    ) -> Result<Resolved, ToolsError> {
+    ) -> Result<Arc<Resolved>, ToolsError> {
         self.resolve_upstream_rejecting(p, reference, choice, need, None)
             .await
     }
@@ -400,7 +401,7 @@ impl ToolsService {
         choice: Choice<'_>,
         need: Need,
         rejected: Option<&str>,
-    ) -> Result<Resolved, ToolsError> {
+    ) -> Result<Arc<Resolved>, ToolsError> {
         let cached = self.resolved.as_ref().filter(|_| rejected.is_none());
         let key = cached.map(|_| resolution_key(p, reference, choice, need));
         if let (Some(cache), Some(key)) = (cached, &key) {
@@ -413,19 +414,20 @@ impl ToolsService {
                     self.breakers
                         .allow(&hit.1.connector.id)
                         .map_err(ToolsError::CircuitOpen)?;
-                    return Ok(hit.1.clone());
+                    return Ok(Arc::clone(&hit.1));
                 }
             }
         }
         let stamp = cached.map(|c| c.freshness.stamp());
-        let resolved = self
-            .resolve_fresh(p, reference, choice, need, rejected)
-            .await?;
+        let resolved = Arc::new(
+            self.resolve_fresh(p, reference, choice, need, rejected)
+                .await?,
+        );
         if let (Some(cache), Some(key), Some(stamp)) = (cached, key, stamp) {
             if resolved.oauth_bearer.is_none() {
                 cache
                     .entries
-                    .insert(key, Arc::new((stamp, resolved.clone())));
+                    .insert(key, Arc::new((stamp, Arc::clone(&resolved))));
             }
         }
         Ok(resolved)
