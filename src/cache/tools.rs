@@ -123,7 +123,7 @@ impl ToolsCache {
         &self,
         key: &ToolsKey,
         refresh: bool,
-        fetch: F,
+        fetch: impl FnOnce() -> F,
     ) -> Result<(Arc<ToolsList>, CacheOutcome), McpError>
     where
         F: Future<Output = Result<ToolsList, McpError>>,
@@ -141,7 +141,7 @@ impl ToolsCache {
         }
         let fetched = self
             .fresh
-            .try_get_with(key.clone(), async { fetch.await.map(Arc::new) })
+            .try_get_with(key.clone(), async { fetch().await.map(Arc::new) })
             .await;
         match fetched {
             Ok(list) => {

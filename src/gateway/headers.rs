@@ -2,33 +2,42 @@
 //! credentials (`Authorization`, `x-credentials-name`) never go upstream; an upstream's
 //! `Proxy-Status` never comes back (it could impersonate the gateway).
 
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::{HeaderMap, header};
 
 /// RFC 9110 §7.6.1 hop-by-hop headers, plus `host` (set by the client library).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-];
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+    )
+}
 
 /// Headers of the caller that belong to the gateway, not the upstream.
-const GATEWAY_ONLY: &[&str] = &[
-    "authorization",
-    "x-credentials-name",
-    "proxy-status",
-    "cookie2",
-];
+fn gateway_only(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization" | "x-credentials-name" | "proxy-status" | "cookie2"
+    )
+}
 
+/// An upstream's headers that never reach the caller (it could impersonate the gateway).
+fn upstream_only(name: &str) -> bool {
+    name == "proxy-status"
+}
+
+/// The header names listed in `Connection` (hop-by-hop by declaration), lowercased.
 fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
     headers
-        .get_all("connection")
+        .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -37,11 +46,18 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-fn copy_except(from: &HeaderMap, drop: &[&str], extra_drop: &[String]) -> HeaderMap {
+/// `from` without hop-by-hop headers, without what `drop` and `also_drop` name, and without
+/// the names its `Connection` header lists (no list is built unless it has one).
+fn copy_except(from: &HeaderMap, drop: fn(&str) -> bool, also_drop: &[&str]) -> HeaderMap {
+    let declared = if from.contains_key(header::CONNECTION) {
+        connection_tokens(from)
+    } else {
+        Vec::new()
+    };
     let mut out = HeaderMap::with_capacity(from.len());
     for (name, value) in from {
         let n = name.as_str();
-        if drop.contains(&n) || HOP_BY_HOP.contains(&n) || extra_drop.iter().any(|t| t == n) {
+        if hop_by_hop(n) || drop(n) || also_drop.contains(&n) || declared.iter().any(|t| t == n) {
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -51,24 +67,19 @@ fn copy_except(from: &HeaderMap, drop: &[&str], extra_drop: &[String]) -> Header
 
 /// The caller's headers to send upstream (injected credentials are added by the caller of this).
 pub fn request_headers(caller: &HeaderMap, also_drop: &[&str]) -> HeaderMap {
-    let mut drop: Vec<&str> = GATEWAY_ONLY.to_vec();
-    drop.extend_from_slice(also_drop);
-    copy_except(caller, &drop, &connection_tokens(caller))
+    copy_except(caller, gateway_only, also_drop)
 }
 
 /// The upstream's headers to return, in order, repeated ones kept separate.
 pub fn response_headers(upstream: &HeaderMap, also_drop: &[&str]) -> HeaderMap {
-    let mut drop = vec!["proxy-status"];
-    drop.extend_from_slice(also_drop);
-    copy_except(upstream, &drop, &connection_tokens(upstream))
+    copy_except(upstream, upstream_only, also_drop)
 }
 
 /// Adds `injected` over `headers` (injected values win).
 pub fn inject(headers: &mut HeaderMap, injected: &HeaderMap) {
-    let names: Vec<HeaderName> = injected.keys().cloned().collect();
-    for name in names {
-        headers.remove(&name);
-        for v in injected.get_all(&name) {
+    for name in injected.keys() {
+        headers.remove(name);
+        for v in injected.get_all(name) {
             headers.append(name.clone(), v.clone());
         }
     }

@@ -103,10 +103,9 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     // lets the upstream's own answer through.
     let legacy = bridged_session.is_some()
         || (claims.is_none()
-            && state
-                .tools
-                .pool()
-                .era_of(&pool_key, &resolved.target)
+            // Boxed: detection (rare: once per connector version) makes a large future that
+            // every relayed call would otherwise carry.
+            && Box::pin(state.tools.pool().era_of(&pool_key, &resolved.target))
                 .await
                 .ok()
                 == Some(Era::Legacy));

@@ -257,7 +257,8 @@ impl ToolsService {
             connector_version: u.pool_key.connector_version.clone(),
             credential: u.pool_key.credential.clone(),
         };
-        let fetch = self.fetch_all(u);
+        // Made (and boxed: it is tens of KiB) only on a miss, so a hit moves none of it.
+        let fetch = || Box::pin(self.fetch_all(u));
         let (list, outcome) = self.cache.get(&key, refresh, fetch).await.map_err(|e| {
             self.breakers
                 .record(&key.connector_id, !upstream_failing(&e));
@@ -419,10 +420,10 @@ impl ToolsService {
             }
         }
         let stamp = cached.map(|c| c.freshness.stamp());
-        let resolved = Arc::new(
-            self.resolve_fresh(p, reference, choice, need, rejected)
-                .await?,
-        );
+        // Boxed: the store reads behind a miss make a large future, and every hit would
+        // otherwise carry (and move) its size.
+        let resolved =
+            Arc::new(Box::pin(self.resolve_fresh(p, reference, choice, need, rejected)).await?);
         if let (Some(cache), Some(key), Some(stamp)) = (cached, key, stamp) {
             if resolved.oauth_bearer.is_none() {
                 cache

@@ -131,11 +131,16 @@ async fn list_changed_and_updates_reach_every_replica() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{c}");
+    let patched = std::time::Instant::now();
     let (_, listed) = b.get("/v1/connectors/changing/tools", &key).await;
     assert_eq!(
         tool_names(&listed),
         ["tool100"],
         "B still used the old server"
+    );
+    eprintln!(
+        "replica B used the new server URL on its first call after the PATCH answered (that call took {:?})",
+        patched.elapsed()
     );
 
     b.stop().await;
