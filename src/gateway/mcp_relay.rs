@@ -330,7 +330,7 @@ fn seal_session(
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 fn passthrough_text(status: StatusCode, text: &str) -> Response {
