@@ -263,6 +263,13 @@ impl TestApp {
         json
     }
 
+    /// Creates a connector `name` (`mcp` or `http`) reaching `server`.
+    pub async fn create_at(&self, key: &str, name: &str, protocol: &str, server: &str) {
+        let mut body = connector_body(name, protocol);
+        body["server"] = Value::from(server);
+        self.create(key, body).await;
+    }
+
     /// Creates a connector `name` reaching `server`, and a user credential `mine` holding
     /// `token` for the caller of `key`.
     pub async fn connector_with_token(
@@ -273,9 +280,7 @@ impl TestApp {
         server: &str,
         token: &str,
     ) {
-        let mut body = connector_body(name, protocol);
-        body["server"] = Value::from(server);
-        self.create(key, body).await;
+        self.create_at(key, name, protocol, server).await;
         let (status, cred) = self
             .post(
                 &format!("/v1/connectors/{name}/user/credentials"),

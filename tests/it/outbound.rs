@@ -82,9 +82,7 @@ async fn private_destinations_are_refused_with_an_empty_allow_list() {
         ("mcp-by-ip", format!("http://127.0.0.1:{port}/mcp")),
         ("mcp-by-name", format!("http://localhost:{port}/mcp")),
     ] {
-        let mut body = connector_body(name, "mcp");
-        body["server"] = json!(server);
-        app.create(&key, body).await;
+        app.create_at(&key, name, "mcp", &server).await;
         let resp = reqwest::Client::new()
             .post(format!("{}/v1/connectors-gateway/{name}/mcp", app.base))
             .bearer_auth(&key)

@@ -294,16 +294,13 @@ async fn relay_timeouts_and_dead_upstreams_are_named() {
     )
     .await;
     let key = app.admin_key().to_owned();
-    let mut body = connector_body("faulty", "mcp");
-    body["server"] = json!(upstream);
-    app.create(&key, body).await;
+    app.create_at(&key, "faulty", "mcp", &upstream).await;
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let mut body = connector_body("dead", "mcp");
-    body["server"] = json!(format!("http://{dead}/mcp"));
-    app.create(&key, body).await;
+    app.create_at(&key, "dead", "mcp", &format!("http://{dead}/mcp"))
+        .await;
     let client = reqwest::Client::new();
     let call = |connector: &str, tool: &str| {
         client
