@@ -34,20 +34,26 @@ pub struct TooLarge(pub String);
 
 /// Reads a whole upstream answer, refusing more than [`max_upstream_response`] bytes.
 pub async fn read_body(resp: reqwest::Response) -> Result<Result<Bytes, TooLarge>, reqwest::Error> {
+    read_capped(resp.content_length(), resp.bytes_stream()).await
+}
+
+/// Reads a whole body (declared length, if any, and its chunks), refusing more than
+/// [`max_upstream_response`] bytes.
+pub async fn read_capped<E>(
+    declared: Option<u64>,
+    stream: impl Stream<Item = Result<Bytes, E>>,
+) -> Result<Result<Bytes, TooLarge>, E> {
     let max = max_upstream_response();
-    if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Ok(Err(TooLarge(format!(
-            "upstream answer larger than {max} bytes"
-        ))));
+    let too_large = || TooLarge(format!("upstream answer larger than {max} bytes"));
+    if declared.is_some_and(|n| n > max as u64) {
+        return Ok(Err(too_large()));
     }
     let mut out = bytes::BytesMut::new();
-    let mut stream = resp.bytes_stream();
+    let mut stream = std::pin::pin!(stream);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
         if out.len() + chunk.len() > max {
-            return Ok(Err(TooLarge(format!(
-                "upstream answer larger than {max} bytes"
-            ))));
+            return Ok(Err(too_large()));
         }
         out.extend_from_slice(&chunk);
     }
@@ -56,7 +62,12 @@ pub async fn read_body(resp: reqwest::Response) -> Result<Result<Bytes, TooLarge
 
 /// An upstream answer as text for an error message (capped; unreadable → empty).
 pub async fn error_text(resp: reqwest::Response) -> String {
-    match read_body(resp).await {
+    lossy_text(read_body(resp).await)
+}
+
+/// What [`read_capped`] read, as text (too large or unreadable → empty).
+pub fn lossy_text<E>(read: Result<Result<Bytes, TooLarge>, E>) -> String {
+    match read {
         Ok(Ok(b)) => String::from_utf8_lossy(&b).into_owned(),
         _ => String::new(),
     }

@@ -175,17 +175,12 @@ impl Answer {
     }
 
     /// The body as text for an error message (capped at the upstream answer limit;
-    /// unreadable → empty).
+    /// too large or unreadable → empty).
     pub async fn text(self) -> String {
-        let max = crate::limits::max_upstream_response();
-        let mut out = Vec::new();
-        let mut stream = self.bytes_stream();
-        while let Some(Ok(chunk)) = stream.next().await {
-            if out.len() + chunk.len() > max {
-                return String::new();
-            }
-            out.extend_from_slice(&chunk);
-        }
-        String::from_utf8_lossy(&out).into_owned()
+        let declared = self
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        crate::limits::lossy_text(crate::limits::read_capped(declared, self.bytes_stream()).await)
     }
 }
