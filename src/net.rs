@@ -141,6 +141,23 @@ pub fn refused_in(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
+/// An error and its causes, `: `-joined, for a log line ("client error (Connect): dns error:
+/// failed to lookup address information: …" rather than "error sending request").
+pub fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let text = e.to_string();
+        // Some errors repeat their source in their own text.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = e.source();
+    }
+    out
+}
+
 type Lookup = Arc<
     dyn Fn(String) -> futures_util::future::BoxFuture<'static, std::io::Result<Vec<SocketAddr>>>
         + Send
@@ -351,6 +368,28 @@ fn is_public(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cause_chains_name_the_root_cause_once() {
+        let root = std::io::Error::other("failed to lookup address information");
+        let outer = std::io::Error::new(std::io::ErrorKind::Other, Wrapped(root));
+        assert_eq!(
+            cause_chain(&outer),
+            "dns error: failed to lookup address information"
+        );
+        #[derive(Debug)]
+        struct Wrapped(std::io::Error);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dns error")
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+    }
 
     fn url(s: &str) -> url::Url {
         url::Url::parse(s).unwrap()

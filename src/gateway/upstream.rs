@@ -130,7 +130,6 @@ impl From<Failure> for GatewayError {
             return GatewayError::DestinationProhibited(refused);
         }
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        let mut chain = Vec::new();
         while let Some(err) = cur {
             if err
                 .downcast_ref::<std::io::Error>()
@@ -138,10 +137,9 @@ impl From<Failure> for GatewayError {
             {
                 return GatewayError::UpstreamTimeout;
             }
-            chain.push(err.to_string());
             cur = err.source();
         }
-        GatewayError::UpstreamUnavailable(chain.join(": "))
+        GatewayError::UpstreamUnavailable(crate::net::cause_chain(&e))
     }
 }
 

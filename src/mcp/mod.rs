@@ -57,7 +57,7 @@ impl McpError {
             McpError::Unreachable(refused)
         } else {
             // Do not echo URLs with credentials in them: reqwest errors carry the URL.
-            McpError::Unreachable(e.without_url().to_string())
+            McpError::Unreachable(crate::net::cause_chain(&e.without_url()))
         }
     }
 
