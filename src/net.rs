@@ -372,7 +372,7 @@ mod tests {
     #[test]
     fn cause_chains_name_the_root_cause_once() {
         let root = std::io::Error::other("failed to lookup address information");
-        let outer = std::io::Error::new(std::io::ErrorKind::Other, Wrapped(root));
+        let outer = std::io::Error::other(Wrapped(root));
         assert_eq!(
             cause_chain(&outer),
             "dns error: failed to lookup address information"
