@@ -1,23 +1,33 @@
 //! Per-request observability on both listeners: a request id (the caller's `x-request-id` when
 //! it is a sane token, else a new UUID; returned on the response and forwarded upstream by the
-//! relays), the HTTP metrics, and one access-log line per request (plane, route, connector,
-//! method, status, duration) — never the query string, never a header value.
+//! relays), the HTTP metrics, one access-log line per request (plane, route, connector,
+//! method, status, duration) — never the query string, never a header value — and the request
+//! span when something consumes it.
+//!
+//! The span (`request`, with the method and the path) is made only when spans are exported
+//! (OpenTelemetry) or the log level shows debug lines: at the default level nothing reads it,
+//! and making, entering and leaving it cost a twentieth of a relayed call. Without it, the
+//! warnings and errors a request causes still name it: they carry [`current`] (request id,
+//! method, route) from a task-local set here.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Per-listener settings: access lines (`log.access`) and the header limits.
+/// Per-listener settings: access lines (`log.access`), the header limits, and whether spans
+/// are exported (then every request gets its span).
 #[derive(Debug, Clone, Copy)]
 pub struct Observe {
     pub access: bool,
     pub max_headers: usize,
     pub max_header_bytes: usize,
+    pub export_spans: bool,
 }
 
 impl Observe {
@@ -27,6 +37,44 @@ impl Observe {
             access: false,
             max_headers: usize::MAX,
             max_header_bytes: usize::MAX,
+            export_spans: false,
+        }
+    }
+}
+
+/// What the log lines a request causes say about it.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    id: HeaderValue,
+    method: &'static str,
+    route: &'static str,
+}
+
+tokio::task_local! {
+    static CONTEXT: RequestContext;
+}
+
+/// The request being served, for a log line: `POST /v1/connectors-gateway/:ref/mcp
+/// id=<request id>`, or `-` outside a request.
+pub fn current() -> Current {
+    Current(CONTEXT.try_with(Clone::clone).ok())
+}
+
+/// See [`current`].
+#[derive(Debug)]
+pub struct Current(Option<RequestContext>);
+
+impl std::fmt::Display for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(c) => write!(
+                f,
+                "{} {} id={}",
+                c.method,
+                c.route,
+                c.id.to_str().unwrap_or_default()
+            ),
+            None => f.write_str("-"),
         }
     }
 }
@@ -105,7 +153,7 @@ pub async fn track(
     } else {
         None
     };
-    let request_id = match req.headers().get(REQUEST_ID) {
+    let request_id = match req.headers().get(&REQUEST_ID) {
         Some(v) if valid_request_id(v) => v.clone(),
         _ => {
             let v = new_request_id();
@@ -123,20 +171,32 @@ pub async fn track(
     } else {
         String::new()
     };
+    let span = if settings.export_spans || tracing::enabled!(tracing::Level::DEBUG) {
+        // The path only: query strings may carry secrets (an OAuth `code`, an upstream's own
+        // parameters on /http).
+        let span = tracing::info_span!("request", method, path = %req.uri().path());
+        crate::telemetry::adopt_parent(&span, req.headers());
+        span
+    } else {
+        tracing::Span::none()
+    };
+    let context = RequestContext {
+        id: request_id.clone(),
+        method,
+        route,
+    };
     let mut response = match too_large {
         Some(what) => headers_too_large(plane_of(route), what),
-        None => next.run(req).await,
+        None => CONTEXT.scope(context, next.run(req).instrument(span)).await,
     };
     let took = started.elapsed();
     let plane = plane_of(route);
     let status = response.status().as_u16();
-    let m = crate::metrics::get();
-    m.http_requests
-        .with_label_values(&[plane, route, method, status_label(status)])
-        .inc();
-    m.http_duration
-        .with_label_values(&[plane, route])
-        .observe(took.as_secs_f64());
+    crate::metrics::get().http(plane, route, method, status_label(status), took);
+    if status >= 500 && !settings.access && plane != "admin" {
+        // The access line says it when there is one.
+        tracing::warn!(target: "switchboard::access", plane, route, method, status, request_id = request_id.to_str().unwrap_or_default(), "request failed");
+    }
     if settings.access && plane != "admin" {
         tracing::info!(
             target: "switchboard::access",
@@ -245,6 +305,23 @@ fn status_label(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn log_lines_name_the_request_they_come_from() {
+        assert_eq!(current().to_string(), "-");
+        let context = RequestContext {
+            id: HeaderValue::from_static("req-1"),
+            method: "POST",
+            route: "/v1/connectors-gateway/:ref/mcp",
+        };
+        let inside = CONTEXT
+            .scope(context, async {
+                tokio::task::yield_now().await;
+                current().to_string()
+            })
+            .await;
+        assert_eq!(inside, "POST /v1/connectors-gateway/:ref/mcp id=req-1");
+    }
 
     #[test]
     fn request_ids_are_checked() {

@@ -190,14 +190,14 @@ impl From<crate::tools::ToolsError> for ApiError {
                 "The upstream MCP server rejected the credentials (HTTP {code}); connect or refresh the connector's credentials"
             )),
             ToolsError::Upstream(McpError::Unreachable(cause)) => {
-                tracing::warn!(%cause, "upstream MCP server unreachable");
+                tracing::warn!(request = %crate::observe::current(), %cause, "upstream MCP server unreachable");
                 ApiError::BadGateway("Upstream MCP server unavailable".into())
             }
             ToolsError::Upstream(McpError::Http { status, .. }) => {
                 ApiError::BadGateway(format!("Upstream MCP server answered HTTP {status}"))
             }
             ToolsError::Upstream(e @ (McpError::Protocol(_) | McpError::SessionExpired)) => {
-                tracing::warn!(error = %e, "upstream MCP server misbehaved");
+                tracing::warn!(request = %crate::observe::current(), error = %e, "upstream MCP server misbehaved");
                 ApiError::BadGateway("Upstream MCP server sent an invalid answer".into())
             }
             ToolsError::Refused(_) => ApiError::BadGateway(text),
@@ -237,11 +237,11 @@ impl IntoResponse for ApiError {
         let body = match &self {
             ApiError::Validation(errors) => json!({ "detail": errors }),
             ApiError::SecretUnreadable(cause) => {
-                tracing::error!(error = %cause, "sealed secret cannot be opened");
+                tracing::error!(request = %crate::observe::current(), error = %cause, "sealed secret cannot be opened");
                 json!({ "detail": self.to_string() })
             }
             ApiError::Internal(cause) => {
-                tracing::error!(error = %cause, "internal error");
+                tracing::error!(request = %crate::observe::current(), error = %cause, "internal error");
                 json!({ "detail": "Internal server error" })
             }
             other => json!({ "detail": other.to_string() }),

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post, put};
-use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::credentials::Credentials;
@@ -58,7 +57,8 @@ pub struct Services {
 
 /// The API router.
 ///
-/// Middleware order (outermost first): request tracing → routing → handler. Authentication is
+/// Middleware order (outermost first): routing → observation (request id, metrics, access
+/// line, span: [`crate::observe`]) → handler. Authentication is
 /// an extractor, not a layer, so unknown routes answer 404 without looking at credentials.
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
@@ -117,21 +117,10 @@ pub fn router(state: AppState) -> Router {
                 access: state.config.log.access,
                 max_headers: state.config.limits.max_headers,
                 max_header_bytes: state.config.limits.max_header_bytes,
+                export_spans: cfg!(feature = "otel")
+                    && state.config.telemetry.otlp_endpoint.is_some(),
             },
             crate::observe::track,
         ))
-        // The span names the path only: query strings may carry secrets (an OAuth `code`,
-        // an upstream's own parameters on /http).
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                let span = tracing::info_span!(
-                    "request",
-                    method = %req.method(),
-                    path = %req.uri().path()
-                );
-                crate::telemetry::adopt_parent(&span, req.headers());
-                span
-            }),
-        )
         .with_state(state)
 }

@@ -203,10 +203,10 @@ impl IntoResponse for GatewayError {
             .inc();
         match &self {
             GatewayError::Internal(cause) => {
-                tracing::error!(error = %cause, "gateway internal error")
+                tracing::error!(request = %crate::observe::current(), error = %cause, "gateway internal error")
             }
             GatewayError::UpstreamUnavailable(cause) => {
-                tracing::warn!(%cause, "upstream unavailable")
+                tracing::warn!(request = %crate::observe::current(), %cause, "upstream unavailable")
             }
             _ => {}
         }
