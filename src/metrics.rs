@@ -6,13 +6,13 @@
 //! `metrics.max_connector_labels` distinct ones (later ones are `other`), and fixed outcome
 //! words. A user, a session, a token or a tool name is never a label.
 
-use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets (seconds): sub-millisecond gateway work up to long tool calls.
@@ -62,6 +62,8 @@ pub struct Metrics {
     /// Reads answered from memory because the store was unreachable.
     pub store_fallback_reads: IntCounter,
     connectors: ConnectorLabels,
+    http_made: Made<IntCounter, 4>,
+    http_duration_made: Made<Histogram, 2>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -183,6 +185,8 @@ impl Metrics {
             open_streams,
             upstream_sessions,
             connectors: ConnectorLabels::default(),
+            http_made: Made::default(),
+            http_duration_made: Made::default(),
             registry: r,
         }
     }
@@ -201,27 +205,45 @@ impl Metrics {
         self.store_fallback_reads.inc();
     }
 
-    /// The label value for a connector: its id while fewer than the cap are labelled, else
-    /// `other`.
-    pub fn connector(&self, id: &str) -> String {
-        self.connectors.label(id)
+    /// Records one HTTP request (both listeners).
+    pub fn http(
+        &self,
+        plane: &'static str,
+        route: &'static str,
+        method: &'static str,
+        status: &'static str,
+        took: Duration,
+    ) {
+        self.http_made
+            .get([plane, route, method, status], |l| {
+                self.http_requests.with_label_values(l)
+            })
+            .inc();
+        self.http_duration_made
+            .get([plane, route], |l| self.http_duration.with_label_values(l))
+            .observe(took.as_secs_f64());
     }
 
     /// Records one upstream MCP request.
-    pub fn mcp(&self, connector_id: &str, method: &str, outcome: &str, took: Duration) {
-        let c = self.connector(connector_id);
+    pub fn mcp(&self, connector_id: &str, method: &str, outcome: &'static str, took: Duration) {
+        let c = self.connectors.of(connector_id, self);
         let m = mcp_method(method);
-        self.mcp_requests
-            .with_label_values(&[c.as_str(), m, outcome])
+        c.calls
+            .get([m, outcome], |l| {
+                self.mcp_requests.with_label_values(&[&c.label, l[0], l[1]])
+            })
             .inc();
-        self.mcp_duration
-            .with_label_values(&[c.as_str(), m])
+        c.durations
+            .get([m], |l| {
+                self.mcp_duration.with_label_values(&[&c.label, l[0]])
+            })
             .observe(took.as_secs_f64());
     }
 
     pub fn upstream(&self, connector_id: &str, took: Duration) {
-        self.upstream_duration
-            .with_label_values(&[self.connector(connector_id).as_str()])
+        self.connectors
+            .of(connector_id, self)
+            .upstream
             .observe(took.as_secs_f64());
     }
 
@@ -264,14 +286,66 @@ pub fn mcp_method(method: &str) -> &'static str {
         })
 }
 
-/// Connector ids seen, up to a cap.
+/// Children of a metric vector by label values that are all `&'static str`, kept once made:
+/// `with_label_values` hashes every value and takes a lock on each call, and a relayed call
+/// records five. Keyed by where the values are (two equal strings at two addresses make two
+/// entries for the same child), so the map is as bounded as the label values.
+struct Made<M, const N: usize>(arc_swap::ArcSwap<HashMap<LabelsAt<N>, M, FastHash>>);
+
+/// Where each label value is (address, length).
+type LabelsAt<const N: usize> = [(usize, usize); N];
+
+type FastHash = crate::cache::FastHash;
+
+impl<M, const N: usize> Default for Made<M, N> {
+    fn default() -> Self {
+        Self(Default::default())
+    }
+}
+
+impl<M: Clone, const N: usize> Made<M, N> {
+    fn get(&self, labels: [&'static str; N], make: impl FnOnce(&[&str]) -> M) -> M {
+        let key = labels.map(|l| (l.as_ptr() as usize, l.len()));
+        if let Some(m) = self.0.load().get(&key) {
+            return m.clone();
+        }
+        let made = make(&labels);
+        self.0.rcu(|old| {
+            let mut new = HashMap::clone(old);
+            new.insert(key, made.clone());
+            new
+        });
+        made
+    }
+}
+
+/// A connector's label and metric children.
+struct ConnectorMetrics {
+    /// Its id, or `other` beyond the cap.
+    label: String,
+    upstream: Histogram,
+    /// `switchboard_mcp_requests_total` by (method, outcome).
+    calls: Made<IntCounter, 2>,
+    /// `switchboard_mcp_request_duration_seconds` by method.
+    durations: Made<Histogram, 1>,
+}
+
+impl ConnectorMetrics {
+    fn new(label: &str, m: &Metrics) -> Arc<Self> {
+        Arc::new(Self {
+            upstream: m.upstream_duration.with_label_values(&[label]),
+            label: label.to_owned(),
+            calls: Made::default(),
+            durations: Made::default(),
+        })
+    }
+}
+
+/// Connector ids seen, up to a cap (later ones share `other`).
 struct ConnectorLabels {
     cap: std::sync::atomic::AtomicUsize,
-    #[allow(
-        clippy::disallowed_types,
-        reason = "held for a set lookup only, never across an await"
-    )]
-    seen: std::sync::Mutex<HashSet<String>>,
+    seen: arc_swap::ArcSwap<HashMap<String, Arc<ConnectorMetrics>, FastHash>>,
+    other: std::sync::OnceLock<Arc<ConnectorMetrics>>,
 }
 
 impl Default for ConnectorLabels {
@@ -279,24 +353,31 @@ impl Default for ConnectorLabels {
         Self {
             cap: std::sync::atomic::AtomicUsize::new(100),
             seen: Default::default(),
+            other: Default::default(),
         }
     }
 }
 
 impl ConnectorLabels {
-    fn label(&self, id: &str) -> String {
+    fn of(&self, id: &str, m: &Metrics) -> Arc<ConnectorMetrics> {
+        if let Some(c) = self.seen.load().get(id) {
+            return Arc::clone(c);
+        }
         let cap = self.cap.load(std::sync::atomic::Ordering::Relaxed);
-        let Ok(mut seen) = self.seen.lock() else {
-            return "other".into();
-        };
-        if seen.contains(id) {
-            return id.to_owned();
-        }
-        if seen.len() < cap {
-            seen.insert(id.to_owned());
-            return id.to_owned();
-        }
-        "other".into()
+        let mut labelled = None;
+        self.seen.rcu(|old| {
+            labelled = old.get(id).cloned();
+            if labelled.is_some() || old.len() >= cap {
+                return Arc::clone(old);
+            }
+            let mut new = HashMap::clone(old);
+            let c = labelled.insert(ConnectorMetrics::new(id, m));
+            new.insert(id.to_owned(), Arc::clone(c));
+            Arc::new(new)
+        });
+        labelled.unwrap_or_else(|| {
+            Arc::clone(self.other.get_or_init(|| ConnectorMetrics::new("other", m)))
+        })
     }
 }
 
@@ -330,9 +411,11 @@ mod tests {
     fn connectors_beyond_the_cap_are_other() {
         let l = ConnectorLabels::default();
         l.cap.store(2, std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(l.label("a"), "a");
-        assert_eq!(l.label("b"), "b");
-        assert_eq!(l.label("c"), "other");
-        assert_eq!(l.label("a"), "a");
+        let label = |id: &str| l.of(id, get()).label.clone();
+        assert_eq!(label("a"), "a");
+        assert_eq!(label("b"), "b");
+        assert_eq!(label("c"), "other");
+        assert_eq!(label("a"), "a");
+        assert!(Arc::ptr_eq(&l.of("c", get()), &l.of("d", get())));
     }
 }
