@@ -20,7 +20,7 @@ struct Circuit {
 pub struct Breakers {
     failures: u32,
     open_for: Duration,
-    circuits: moka::sync::Cache<String, Arc<Circuit>>,
+    circuits: crate::cache::SyncCache<String, Arc<Circuit>>,
 }
 
 impl std::fmt::Debug for Breakers {
@@ -51,7 +51,7 @@ impl Breakers {
             circuits: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
-                .build(),
+                .build_with_hasher(crate::cache::FastHash::default()),
         }
     }
 

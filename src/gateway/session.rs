@@ -61,7 +61,7 @@ impl SealedSessionId {
 /// tokens that opened are kept; a token that differs in one byte is a miss and is opened (and
 /// refused) as before. Bounded in size, and idle entries expire.
 #[derive(Clone)]
-pub struct OpenedSessions(moka::sync::Cache<Box<str>, (u64, Arc<SessionClaims>)>);
+pub struct OpenedSessions(crate::cache::SyncCache<Box<str>, (u64, Arc<SessionClaims>)>);
 
 impl std::fmt::Debug for OpenedSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,7 +77,7 @@ impl OpenedSessions {
             moka::sync::Cache::builder()
                 .max_capacity(capacity)
                 .time_to_idle(idle)
-                .build(),
+                .build_with_hasher(crate::cache::FastHash::default()),
         )
     }
 

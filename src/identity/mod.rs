@@ -69,9 +69,9 @@ impl ApiKeys {
             .find_api_key(&sha256_hex(presented.as_bytes()))
             .await?;
         Ok(row.map(|r| Principal {
-            user_id: r.user_id,
-            workspace_id: r.workspace_id,
-            org_id: r.org_id,
+            user_id: r.user_id.clone(),
+            workspace_id: r.workspace_id.clone(),
+            org_id: r.org_id.clone(),
             is_admin: r.is_admin,
         }))
     }

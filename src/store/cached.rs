@@ -36,7 +36,7 @@ struct Entry<V> {
     value: V,
 }
 
-type Map<V> = moka::sync::Cache<String, Arc<Entry<V>>>;
+type Map<V> = crate::cache::SyncCache<String, Arc<Entry<V>>>;
 
 /// The cache's clock and switches, shared with the invalidation listener.
 pub struct CacheState {
@@ -109,7 +109,7 @@ enum Follows {
 pub struct CachedStore {
     inner: Arc<dyn Store>,
     state: Arc<CacheState>,
-    api_keys: Map<Option<ApiKeyRow>>,
+    api_keys: Map<Option<Arc<ApiKeyRow>>>,
     connectors: Map<Option<ConnectorRow>>,
     named: Map<Vec<ConnectorRow>>,
     blocked: Map<Vec<Consumer>>,
@@ -156,7 +156,7 @@ impl CachedStore {
     async fn read<V, F>(
         &self,
         map: &Map<V>,
-        key: String,
+        key: &str,
         follows: Follows,
         keep: impl Fn(&V) -> bool,
         load: F,
@@ -169,7 +169,7 @@ impl CachedStore {
         // Read before loading: a change landing during the load leaves the entry obsolete.
         let generation = s.generation();
         let current = |e: &Entry<V>| follows == Follows::Age || e.generation == generation;
-        let cached = map.get(&key);
+        let cached = map.get(key);
         if let Some(e) = &cached {
             let in_sync = follows == Follows::Age || s.in_sync.load(Ordering::SeqCst);
             if in_sync && current(e) && e.at.elapsed() < s.ttl {
@@ -184,7 +184,7 @@ impl CachedStore {
                         at: Instant::now(),
                         value: value.clone(),
                     };
-                    map.insert(key, Arc::new(entry));
+                    map.insert(key.to_owned(), Arc::new(entry));
                 }
                 Ok(value)
             }
@@ -224,7 +224,7 @@ fn map<V: Send + Sync + 'static>(keep: Duration) -> Map<V> {
     moka::sync::Cache::builder()
         .max_capacity(MAX_ENTRIES)
         .time_to_live(keep)
-        .build()
+        .build_with_hasher(crate::cache::FastHash::default())
 }
 
 fn consumers_key(connector_id: &str, consumers: &[Consumer]) -> String {
@@ -279,7 +279,7 @@ impl Store for CachedStore {
     async fn get_connector(&self, id: &str) -> Result<Option<ConnectorRow>, StoreError> {
         self.read(
             &self.connectors,
-            id.to_owned(),
+            id,
             Follows::Changes,
             Option::is_some,
             self.inner.get_connector(id),
@@ -290,7 +290,7 @@ impl Store for CachedStore {
     async fn connectors_named(&self, name: &str) -> Result<Vec<ConnectorRow>, StoreError> {
         self.read(
             &self.named,
-            name.to_owned(),
+            name,
             Follows::Changes,
             |v: &Vec<ConnectorRow>| !v.is_empty(),
             self.inner.connectors_named(name),
@@ -322,7 +322,7 @@ impl Store for CachedStore {
     ) -> Result<Vec<Consumer>, StoreError> {
         self.read(
             &self.blocked,
-            consumers_key(connector_id, consumers),
+            &consumers_key(connector_id, consumers),
             Follows::Changes,
             |_| true,
             self.inner.blocked_by(connector_id, consumers),
@@ -334,10 +334,10 @@ impl Store for CachedStore {
         self.inner.insert_api_key(row).await
     }
 
-    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError> {
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<Arc<ApiKeyRow>>, StoreError> {
         self.read(
             &self.api_keys,
-            key_hash.to_owned(),
+            key_hash,
             Follows::Age,
             Option::is_some,
             self.inner.find_api_key(key_hash),
@@ -382,7 +382,7 @@ impl Store for CachedStore {
     ) -> Result<Vec<CredentialRow>, StoreError> {
         self.read(
             &self.credentials,
-            owners_key(connector_id, owners),
+            &owners_key(connector_id, owners),
             Follows::Changes,
             |_| true,
             self.inner.credentials_of(connector_id, owners),

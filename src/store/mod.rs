@@ -225,7 +225,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Consumer>, StoreError>;
 
     async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<(), StoreError>;
-    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError>;
+    /// Shared: the cached store hands out the row it keeps, every request, without copying it.
+    async fn find_api_key(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<std::sync::Arc<ApiKeyRow>>, StoreError>;
     async fn count_api_keys(&self) -> Result<i64, StoreError>;
 
     /// Every sealed blob in the store.

@@ -388,7 +388,10 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError> {
+    async fn find_api_key(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<std::sync::Arc<ApiKeyRow>>, StoreError> {
         let sql = self.sql(
             "SELECT key_hash, key_prefix, user_id, workspace_id, org_id, is_admin, created_at \
              FROM api_keys WHERE key_hash = $1",
@@ -397,7 +400,11 @@ impl Store for SqlStore {
             .bind(key_hash)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(api_key_from).transpose()?)
+        Ok(row
+            .as_ref()
+            .map(api_key_from)
+            .transpose()?
+            .map(std::sync::Arc::new))
     }
 
     async fn count_api_keys(&self) -> Result<i64, StoreError> {

@@ -81,7 +81,7 @@ pub struct ToolsService {
 #[derive(Clone)]
 struct ResolvedCache {
     freshness: Arc<crate::store::CacheState>,
-    entries: moka::sync::Cache<String, Arc<StampedResolution>>,
+    entries: crate::cache::SyncCache<String, Arc<StampedResolution>>,
 }
 
 /// A resolution and the freshness stamp of the store reads it came from.
@@ -190,7 +190,7 @@ impl ToolsService {
             entries: moka::sync::Cache::builder()
                 .max_capacity(50_000)
                 .time_to_live(std::time::Duration::from_secs(60))
-                .build(),
+                .build_with_hasher(crate::cache::FastHash::default()),
         });
         self
     }

@@ -208,7 +208,10 @@ async fn suite(store: &SqlStore) {
         store.insert_api_key(&key).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(store.find_api_key("h1").await.unwrap(), Some(key));
+    assert_eq!(
+        store.find_api_key("h1").await.unwrap().as_deref(),
+        Some(&key)
+    );
     assert_eq!(store.find_api_key("h2").await.unwrap(), None);
     assert_eq!(store.count_api_keys().await.unwrap(), 1);
 }
