@@ -318,7 +318,9 @@ fn serve(
                 tracing::debug!(error = %e, "TCP_NODELAY could not be set");
             }
         });
-        if let Err(e) = axum::serve(listener, router)
+        // One router for every connection: `axum::serve(listener, router)` copies the whole
+        // router (its route map and every boxed route, ~17 KiB) for each connection.
+        if let Err(e) = axum::serve(listener, router.into_make_service())
             .with_graceful_shutdown(shutdown)
             .await
         {

@@ -173,32 +173,84 @@ pub fn too_large_in(err: &(dyn std::error::Error + 'static)) -> bool {
 /// The deepest nesting of arrays and objects in JSON text (strings skipped), counted without
 /// parsing, stopping early once past `limit`.
 pub fn json_depth_exceeds(bytes: &[u8], limit: usize) -> bool {
+    json_scan(bytes, limit).too_deep
+}
+
+/// What one pass over JSON text tells, without parsing it: whether its nesting goes past a
+/// limit, and the value of its top-level `"method"` member when it is an object and the value
+/// a string without escapes (a JSON-RPC request's method, for a metrics label). The text is not
+/// validated: the `method` of malformed text is a guess, and whoever parses it judges it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct JsonScan<'a> {
+    pub too_deep: bool,
+    pub method: Option<&'a str>,
+    /// The text starts with `[` (a JSON-RPC batch).
+    pub array: bool,
+}
+
+/// See [`JsonScan`].
+pub fn json_scan(bytes: &[u8], limit: usize) -> JsonScan<'_> {
+    let mut scan = JsonScan {
+        array: bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'['),
+        ..JsonScan::default()
+    };
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
-    for &b in bytes {
+    let mut had_escape = false;
+    // Strings at the top level of an object: where the last one started, and whether the next
+    // one is the value of `"method"`.
+    let mut started = 0usize;
+    let mut last_key: &[u8] = &[];
+    let mut method_next = false;
+    let mut capturing = false;
+    for (i, &b) in bytes.iter().enumerate() {
         if in_string {
             match (escaped, b) {
                 (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
+                (false, b'\\') => {
+                    escaped = true;
+                    had_escape = true;
+                }
+                (false, b'"') => {
+                    in_string = false;
+                    if depth == 1 && !scan.array {
+                        let text = &bytes[started..i];
+                        if capturing && scan.method.is_none() && !had_escape {
+                            scan.method = std::str::from_utf8(text).ok();
+                        }
+                        capturing = false;
+                        last_key = text;
+                    }
+                }
                 _ => {}
             }
             continue;
         }
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                in_string = true;
+                had_escape = false;
+                started = i + 1;
+                capturing = method_next && depth == 1;
+                method_next = false;
+            }
+            b':' if depth == 1 => method_next = last_key == b"method",
+            b',' if depth == 1 => method_next = false,
             b'[' | b'{' => {
+                method_next = false;
                 depth += 1;
                 if depth > limit {
-                    return true;
+                    scan.too_deep = true;
+                    return scan;
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+            b if b.is_ascii_whitespace() => {}
+            _ => method_next = false,
         }
     }
-    false
+    scan
 }
 
 #[cfg(test)]
@@ -211,6 +263,35 @@ mod tests {
         assert!(json_depth_exceeds(br#"{"a":[1,{"b":[2]}]}"#, 3));
         assert!(!json_depth_exceeds(br#"{"a":"[[[[[[[[\"]]]"}"#, 1));
         assert!(json_depth_exceeds(&b"[".repeat(100), 64));
+    }
+
+    #[test]
+    fn the_top_level_method_is_found_in_one_pass() {
+        let method = |text: &str| json_scan(text.as_bytes(), 64).method.map(str::to_owned);
+        assert_eq!(
+            method(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#).as_deref(),
+            Some("tools/call")
+        );
+        // Nested `method` members, a `method` string value, whitespace, order.
+        assert_eq!(
+            method(r#"{"params":{"method":"x","a":["method"]}, "id" : 2 , "method" : "ping"}"#)
+                .as_deref(),
+            Some("ping")
+        );
+        assert_eq!(method(r#"{"id":"method","result":{}}"#), None);
+        assert_eq!(method(r#"{"method":{"name":"x"}}"#), None);
+        assert_eq!(method(r#"{"method":7,"x":"y"}"#), None);
+        assert_eq!(method(r#"{"method":"a\"b"}"#), None, "escaped: not guessed");
+        assert_eq!(method(r#"{"me\u0074hod":"x"}"#), None);
+        assert_eq!(method(r#"[{"method":"ping"}]"#), None);
+        let batch = json_scan(br#" [{"method":"ping"}]"#, 64);
+        assert!(batch.array && !batch.too_deep);
+        assert!(json_scan(br#"{"method":"x","a":[[[]]]}"#, 3).too_deep);
+        // The first `method` member counts.
+        assert_eq!(
+            method(r#"{"method":"a","method":"b"}"#).as_deref(),
+            Some("a")
+        );
     }
 
     async fn run(

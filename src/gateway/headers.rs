@@ -2,7 +2,7 @@
 //! credentials (`Authorization`, `x-credentials-name`) never go upstream; an upstream's
 //! `Proxy-Status` never comes back (it could impersonate the gateway).
 
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderName, header};
 
 /// RFC 9110 §7.6.1 hop-by-hop headers, plus `host` (set by the client library).
 fn hop_by_hop(name: &str) -> bool {
@@ -65,14 +65,40 @@ fn copy_except(from: &HeaderMap, drop: fn(&str) -> bool, also_drop: &[&str]) -> 
     out
 }
 
+/// [`copy_except`] in place, for a map the relay owns: no copy, and nothing allocated unless
+/// something goes.
+fn strip(headers: &mut HeaderMap, drop: fn(&str) -> bool, also_drop: &[&str]) {
+    let declared = if headers.contains_key(header::CONNECTION) {
+        connection_tokens(headers)
+    } else {
+        Vec::new()
+    };
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            hop_by_hop(n) || drop(n) || also_drop.contains(&n) || declared.iter().any(|t| t == n)
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// [`request_headers`], in place.
+pub fn strip_request(headers: &mut HeaderMap, also_drop: &[&str]) {
+    strip(headers, gateway_only, also_drop);
+}
+
+/// The upstream's headers to return (in place), in order, repeated ones kept separate.
+pub fn strip_response(headers: &mut HeaderMap, also_drop: &[&str]) {
+    strip(headers, upstream_only, also_drop);
+}
+
 /// The caller's headers to send upstream (injected credentials are added by the caller of this).
 pub fn request_headers(caller: &HeaderMap, also_drop: &[&str]) -> HeaderMap {
     copy_except(caller, gateway_only, also_drop)
-}
-
-/// The upstream's headers to return, in order, repeated ones kept separate.
-pub fn response_headers(upstream: &HeaderMap, also_drop: &[&str]) -> HeaderMap {
-    copy_except(upstream, upstream_only, also_drop)
 }
 
 /// Adds `injected` over `headers` (injected values win).
@@ -120,10 +146,15 @@ mod tests {
             HeaderValue::from_static("connectors-gateway; error=x"),
         );
         r.insert("transfer-encoding", HeaderValue::from_static("chunked"));
-        let down = response_headers(&r, &[]);
+        let mut down = r.clone();
+        strip_response(&mut down, &[]);
         let cookies: Vec<_> = down.get_all("set-cookie").iter().collect();
         assert_eq!(cookies, ["a=1", "b=2"]);
         assert!(down.get("proxy-status").is_none() && down.get("transfer-encoding").is_none());
+
+        let mut stripped = h.clone();
+        strip_request(&mut stripped, &[]);
+        assert_eq!(stripped, up, "in place, the same headers go");
 
         let mut base = HeaderMap::new();
         base.insert("authorization", HeaderValue::from_static("from caller"));

@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 
-use super::headers::{inject, request_headers, response_headers};
+use super::headers::{inject, request_headers, strip_response};
 use super::{GatewayError, caller, credential_choice, split_path};
 use crate::api::AppState;
 use crate::tools::Need;
@@ -56,7 +56,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     let rest = rest_of_path(&tail)?.to_owned();
     let p = caller(req.headers(), state).await?;
     let (parts, body) = req.into_parts();
-    let choice = credential_choice(&parts.headers)?;
+    let choice = credential_choice(parts.headers.get(super::CREDENTIALS_NAME))?;
     let mut resolved = state
         .tools
         .resolve_upstream(&p, &reference, choice, Need::Http)
@@ -96,7 +96,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     let headers_in = request_headers(&parts.headers, &[]);
     let started = std::time::Instant::now();
     let mut retried = false;
-    let upstream = loop {
+    let mut upstream = loop {
         let url = upstream_url(&resolved.connector.doc.server, &rest, parts.uri.query())?;
         let mut headers = headers_in.clone();
         inject(&mut headers, &resolved.target.headers);
@@ -114,7 +114,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
             .upstream
             .send(
                 parts.method.clone(),
-                &url,
+                super::upstream::uri_of(&url),
                 headers,
                 body,
                 Some(state.gateway.idle_timeout),
@@ -157,7 +157,9 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     tracing::debug!(connector = %resolved.connector.id, status = upstream.status.as_u16(), "http relay");
     let mut response = Response::new(Body::empty());
     *response.status_mut() = upstream.status;
-    *response.headers_mut() = response_headers(&upstream.headers, &[]);
+    let mut headers = std::mem::take(&mut upstream.headers);
+    strip_response(&mut headers, &[]);
+    *response.headers_mut() = headers;
     *response.body_mut() = Body::from_stream(upstream.bytes_stream());
     Ok(response)
 }

@@ -12,16 +12,19 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 
-use super::headers::{inject, request_headers, response_headers};
+use super::headers::{inject, strip_request, strip_response};
 use super::legacy_bridge::{self, BRIDGE_PREFIX};
 use super::session::{SealedSessionId, SessionClaims};
 use super::{GatewayError, caller, credential_choice, split_path};
 use crate::api::AppState;
 use crate::credentials::Choice;
 use crate::identity::Principal;
-use crate::mcp::SESSION_HEADER;
 use crate::mcp::{Era, PoolKey};
+use crate::mcp::{SESSION_HEADER, SESSION_HEADER_NAME};
 use crate::tools::{Need, Resolved, ToolsError};
+
+const X_ACCEL_BUFFERING: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("x-accel-buffering");
 
 pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     match relay(&state, req).await {
@@ -49,7 +52,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         return Err(GatewayError::Forbidden("Host not allowed".into()));
     }
     let p = caller(req.headers(), state).await?;
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // Read (bounded) before anything can answer early: a response sent over an unread body
     // makes the server drop a keep-alive connection the client is about to reuse.
     let limit = state.gateway.max_body_bytes;
@@ -57,6 +60,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         .await
         .map_err(|_| GatewayError::PayloadTooLarge(limit))?;
     let vault = state.registry.vault();
+    let named = parts.headers.get(super::CREDENTIALS_NAME).cloned();
     let claims = match parts.headers.get(SESSION_HEADER) {
         None => None,
         Some(v) => match v
@@ -71,7 +75,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     let choice = match claims.as_deref() {
         Some(SessionClaims { k: Some(id), .. }) => Choice::Id(id),
         Some(_) => Choice::Default,
-        None => credential_choice(&parts.headers)?,
+        None => credential_choice(named.as_ref())?,
     };
     let resolved = match state
         .tools
@@ -94,21 +98,10 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         .as_ref()
         .and_then(|c| c.s.strip_prefix(BRIDGE_PREFIX))
         .map(str::to_owned);
-    let pool_key = PoolKey {
-        connector_id: resolved.connector.id.clone(),
-        connector_version: resolved.connector.modified_at.clone(),
-        credential: resolved.credential.clone(),
-    };
     // Era detection failing (auth, outage) is not our answer to give: the relay attempt below
     // lets the upstream's own answer through.
-    let legacy = bridged_session.is_some()
-        || (claims.is_none()
-            // Boxed: detection (rare: once per connector version) makes a large future that
-            // every relayed call would otherwise carry.
-            && Box::pin(state.tools.pool().era_of(&pool_key, &resolved.target))
-                .await
-                .ok()
-                == Some(Era::Legacy));
+    let legacy =
+        bridged_session.is_some() || (claims.is_none() && is_legacy(state, &resolved).await);
     if legacy {
         let (mut response, new_bridge) = legacy_bridge::handle(
             &state.gateway,
@@ -122,7 +115,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         if let Some(id) = new_bridge {
             let sealed = seal_session(vault, &resolved, &p, format!("{BRIDGE_PREFIX}{id}"));
             if let Ok(v) = HeaderValue::from_str(&sealed) {
-                response.headers_mut().insert(SESSION_HEADER, v);
+                response.headers_mut().insert(SESSION_HEADER_NAME, v);
             }
         }
         return Ok(response);
@@ -131,16 +124,17 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     // A listening stream may stay quiet for as long as it likes; everything else answers
     // within the idle timeout.
     let idle = (!is_get).then_some(state.gateway.idle_timeout);
-    let body = if parts.method == Method::POST {
+    let (body, rpc_method) = if parts.method == Method::POST {
         let depth = state.gateway.limits.max_json_depth;
-        if crate::limits::json_depth_exceeds(&bytes, depth) {
+        let scan = crate::limits::json_scan(&bytes, depth);
+        if scan.too_deep {
             return Err(GatewayError::JsonTooDeep(depth));
         }
-        Some(bytes)
+        let method = rpc_method(&scan, &bytes, &resolved.connector.id);
+        (Some(bytes), Some(method))
     } else {
-        None
+        (None, None)
     };
-    let rpc_method = body.as_ref().map(|b| rpc_method(b, &resolved.connector.id));
     // A listening stream holds a slot of the caller's until it ends.
     let permit = if is_get {
         let max = state.gateway.limits.max_streams_per_principal;
@@ -157,21 +151,29 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     let started = std::time::Instant::now();
     let mut resolved = resolved;
     let mut retried = false;
-    let upstream = loop {
-        let mut headers = request_headers(&parts.headers, &[SESSION_HEADER]);
+    let presented_session = parts.headers.get(SESSION_HEADER).cloned();
+    let mut caller_headers = std::mem::take(&mut parts.headers);
+    strip_request(&mut caller_headers, &[SESSION_HEADER]);
+    let mut upstream = loop {
+        // Kept for the one replay an OAuth token refresh may need.
+        let mut headers = if !retried && resolved.rejected_token().is_some() {
+            caller_headers.clone()
+        } else {
+            std::mem::take(&mut caller_headers)
+        };
         inject(&mut headers, &resolved.target.headers);
         crate::telemetry::inject_context(&mut headers);
         if let Some(c) = &claims {
             let sid = HeaderValue::from_str(&c.s)
                 .map_err(|_| GatewayError::Internal("bad upstream session id".into()))?;
-            headers.insert(SESSION_HEADER, sid);
+            headers.insert(SESSION_HEADER_NAME, sid);
         }
         let sent = state
             .gateway
             .upstream
             .send(
                 parts.method.clone(),
-                &resolved.target.url,
+                resolved.target.uri(),
                 headers,
                 body.clone().map_or_else(Body::empty, Body::from),
                 idle,
@@ -240,38 +242,31 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         return Ok(passthrough_text(status, &text));
     }
 
-    let mut out_headers = response_headers(&upstream.headers, &[SESSION_HEADER]);
-    if let Some(sid) = upstream
-        .headers
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-    {
-        let sealed = SealedSessionId::seal(
-            vault,
-            &SessionClaims {
-                c: resolved.connector.id.clone(),
-                s: sid.to_owned(),
-                k: resolved.credential_id().map(str::to_owned),
-                u: p.user_id.clone(),
-                w: p.workspace_id.clone(),
-                o: p.org_id.clone(),
-                t: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            },
-        );
-        if let Ok(v) = HeaderValue::from_str(&sealed) {
-            out_headers.insert(SESSION_HEADER, v);
+    let mut out_headers = std::mem::take(&mut upstream.headers);
+    let upstream_session = out_headers.get(SESSION_HEADER).cloned();
+    strip_response(&mut out_headers, &[SESSION_HEADER]);
+    if let Some(sid) = upstream_session.as_ref().and_then(|v| v.to_str().ok()) {
+        // The session the caller presented, named again (servers may repeat it on every
+        // answer): its sealed id is already the caller's, so it is given back, not re-sealed.
+        let presented = claims
+            .as_ref()
+            .filter(|c| c.s == sid)
+            .and(presented_session);
+        let v = match presented {
+            Some(v) => Some(v),
+            None => HeaderValue::from_str(&seal_session(vault, &resolved, &p, sid.to_owned())).ok(),
+        };
+        if let Some(v) = v {
+            out_headers.insert(SESSION_HEADER_NAME, v);
         }
     }
-    let is_sse = upstream
-        .headers
+    let is_sse = out_headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let body = if is_sse {
         out_headers.remove(header::CONTENT_LENGTH);
-        out_headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        out_headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
         out_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         // Peek (without re-encoding) for list_changed, so the REST tools cache follows.
         let (tools, connector_id) = (state.tools.clone(), resolved.connector.id.clone());
@@ -307,6 +302,21 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     Ok(response)
 }
 
+/// Whether the connector's upstream speaks the legacy HTTP+SSE transport (detected once per
+/// connector version). Boxed: detection makes a large future that every relayed call would
+/// otherwise carry.
+async fn is_legacy(state: &AppState, resolved: &Resolved) -> bool {
+    let pool_key = PoolKey {
+        connector_id: resolved.connector.id.clone(),
+        connector_version: resolved.connector.modified_at.clone(),
+        credential: resolved.credential.clone(),
+    };
+    Box::pin(state.tools.pool().era_of(&pool_key, &resolved.target))
+        .await
+        .ok()
+        == Some(Era::Legacy)
+}
+
 fn seal_session(
     vault: &crate::vault::Vault,
     resolved: &Resolved,
@@ -337,33 +347,27 @@ fn passthrough_text(status: StatusCode, text: &str) -> Response {
     (status, text.to_owned()).into_response()
 }
 
-/// Peeks at the JSON-RPC method of a request (for the log and a bounded metrics label: a batch
-/// is `batch`), without re-encoding anything.
-fn rpc_method(bytes: &Bytes, connector: &str) -> &'static str {
+/// The JSON-RPC method of a request, for the log and a bounded metrics label (a batch is
+/// `batch`): a single request's is what the depth scan found, nothing re-read; a batch's
+/// methods are read without building anything else.
+fn rpc_method(scan: &crate::limits::JsonScan<'_>, bytes: &Bytes, connector: &str) -> &'static str {
+    if !scan.array {
+        tracing::debug!(connector, method = ?scan.method, "mcp relay");
+        return scan.method.map_or("none", crate::metrics::mcp_method);
+    }
     /// Only the method is read; everything else is skipped without being built.
     #[derive(serde::Deserialize)]
     struct Head<'a> {
         #[serde(borrow, default)]
         method: Option<std::borrow::Cow<'a, str>>,
     }
-    let batch = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    let methods: Vec<std::borrow::Cow<'_, str>> = if batch {
+    let methods: Vec<std::borrow::Cow<'_, str>> =
         match serde_json::from_slice::<Vec<Head<'_>>>(bytes) {
             Ok(items) => items.into_iter().filter_map(|h| h.method).collect(),
             Err(_) => return "none",
-        }
-    } else {
-        match serde_json::from_slice::<Head<'_>>(bytes) {
-            Ok(h) => h.method.into_iter().collect(),
-            Err(_) => return "none",
-        }
-    };
-    tracing::debug!(connector, ?methods, "mcp relay");
-    match methods.as_slice() {
-        [one] if !batch => crate::metrics::mcp_method(one),
-        [] => "none",
-        _ => "batch",
-    }
+        };
+    tracing::debug!(connector, ?methods, "mcp relay batch");
+    if methods.is_empty() { "none" } else { "batch" }
 }
 
 /// Relays an SSE byte stream as is, adding a `: keep-alive` comment whenever nothing came

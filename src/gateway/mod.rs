@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::routing::any;
 use percent_encoding::percent_decode_str;
 
@@ -206,9 +206,12 @@ async fn caller(headers: &HeaderMap, state: &AppState) -> Result<Principal, Gate
     }
 }
 
-/// `x-credentials-name`, or the default credential.
-fn credential_choice(headers: &HeaderMap) -> Result<Choice<'_>, GatewayError> {
-    match headers.get("x-credentials-name") {
+/// The header naming the caller's credential.
+const CREDENTIALS_NAME: &str = "x-credentials-name";
+
+/// `x-credentials-name` (`named`), or the default credential.
+fn credential_choice(named: Option<&HeaderValue>) -> Result<Choice<'_>, GatewayError> {
+    match named {
         None => Ok(Choice::Default),
         Some(v) => v
             .to_str()

@@ -59,20 +59,18 @@ impl UpstreamClient {
         Ok(Self { client })
     }
 
-    /// Sends a request. `idle`: see the module's documentation. A caller without `Accept`
-    /// sends `*/*` (as the previous client did).
+    /// Sends a request to `uri` ([`uri_of`], [`crate::mcp::Target::uri`]). `idle`: see the
+    /// module's documentation. A caller without `Accept` sends `*/*` (as the previous client
+    /// did).
     pub async fn send(
         &self,
         method: Method,
-        url: &url::Url,
+        uri: Result<Uri, String>,
         mut headers: HeaderMap,
         body: Body,
         idle: Option<Duration>,
     ) -> Result<Answer, Failure> {
-        let uri: Uri = url
-            .as_str()
-            .parse()
-            .map_err(|e: axum::http::uri::InvalidUri| Failure::Url(e.to_string()))?;
+        let uri = uri.map_err(Failure::Url)?;
         if !headers.contains_key(header::ACCEPT) {
             headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         }
@@ -97,6 +95,13 @@ impl UpstreamClient {
             idle,
         })
     }
+}
+
+/// A URL as a request target (an error names why it is none).
+pub fn uri_of(url: &url::Url) -> Result<Uri, String> {
+    url.as_str()
+        .parse()
+        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())
 }
 
 /// Why an exchange failed.

@@ -20,6 +20,9 @@ pub use pool::{PoolKey, SessionPool};
 pub use session::{Era, Session};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
+/// [`SESSION_HEADER`] as a header name (inserting by `&str` copies the name every time).
+pub const SESSION_HEADER_NAME: reqwest::header::HeaderName =
+    reqwest::header::HeaderName::from_static(SESSION_HEADER);
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 pub const METHOD_HEADER: &str = "mcp-method";
 pub const NAME_HEADER: &str = "mcp-name";
@@ -116,6 +119,23 @@ impl NotificationSink {
 pub struct Target {
     pub url: url::Url,
     pub headers: reqwest::header::HeaderMap,
+    /// `url` as a request target, parsed once (the relay sends to it on every call).
+    uri: Option<axum::http::Uri>,
+}
+
+impl Target {
+    pub fn new(url: url::Url, headers: reqwest::header::HeaderMap) -> Self {
+        let uri = url.as_str().parse().ok();
+        Self { url, headers, uri }
+    }
+
+    /// The URL as a request target (an error names why it is none).
+    pub fn uri(&self) -> Result<axum::http::Uri, String> {
+        match &self.uri {
+            Some(u) => Ok(u.clone()),
+            None => crate::gateway::upstream::uri_of(&self.url),
+        }
+    }
 }
 
 impl std::fmt::Debug for Target {

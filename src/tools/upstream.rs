@@ -57,5 +57,5 @@ pub fn upstream_target(
             put(name, value.expose_secret())?;
         }
     }
-    Ok(Target { url, headers })
+    Ok(Target::new(url, headers))
 }

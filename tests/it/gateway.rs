@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
 use switchboard::App;
 
 use crate::harness::{Backend, TestApp, connector_body};
@@ -526,6 +527,44 @@ async fn mcp_relay_with_sealed_sessions() {
         call_echo(&client, &url, &key, &sid2, "x").await.0,
         StatusCode::NOT_FOUND
     );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_session_id_the_upstream_repeats_comes_back_as_the_callers_own() {
+    let upstream = Upstream::spawn(Mode::Sessions).await;
+    upstream.recorder.echo_session.store(true, Ordering::SeqCst);
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let key = app.admin_key().to_owned();
+    let mut body = connector_body("repeats", "mcp");
+    body["server"] = json!(upstream.url);
+    app.create(&key, body).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/connectors-gateway/repeats/mcp", app.base);
+    let sid = initialize(&client, &url, &key).await;
+    for text in ["one", "two"] {
+        let resp = post_mcp(
+            &client,
+            &url,
+            &key,
+            Some(&sid),
+            &rpc(
+                2,
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": text}}),
+            ),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let returned = resp.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(returned, sid, "the caller's sealed id, not a new sealing");
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        let msg = answer(&ct, &resp.text().await.unwrap());
+        assert_eq!(msg["result"]["content"][0]["text"], text, "{msg}");
+    }
     app.finish().await;
 }
 

@@ -59,6 +59,8 @@ pub struct Recorder {
     /// Require this `X-Api-Key` (401 otherwise).
     pub require_api_key: Mutex<Option<String>>,
     pub session_ids: Mutex<Vec<String>>,
+    /// Repeat the request's `Mcp-Session-Id` on every answer (as some servers do).
+    pub echo_session: AtomicBool,
 }
 
 impl Recorder {
@@ -162,9 +164,13 @@ async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> R
             *rec.counts.lock().await.entry(m.to_owned()).or_default() += 1;
         }
     }
-    let response = next
+    let presented = parts.headers.get("mcp-session-id").cloned();
+    let mut response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
+    if let Some(sid) = presented.filter(|_| rec.echo_session.load(Ordering::SeqCst)) {
+        response.headers_mut().insert("mcp-session-id", sid);
+    }
     if let Some(sid) = response
         .headers()
         .get("mcp-session-id")
