@@ -301,32 +301,68 @@ fn local_addr(
         .map_err(|source| BuildError::Bind { what, addr, source })
 }
 
+/// Serves HTTP/1.1 on `listener` until `stop` turns `true`, then stops accepting and waits for
+/// the open connections to finish what they are answering (decision 015: hyper's HTTP/1
+/// connections directly, not `axum::serve`, whose HTTP/1-or-2 detection doubles each
+/// connection's read buffer).
 fn serve(
     listener: TcpListener,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
     tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        use axum::serve::ListenerExt;
-        // Small JSON-RPC answers and SSE events are written as separate small segments: without
-        // TCP_NODELAY, Nagle's algorithm holds each behind the peer's delayed ACK (~40 ms).
-        let listener = listener.tap_io(|tcp| {
+        let builder = hyper::server::conn::http1::Builder::new();
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let tcp = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        accept_failed(e).await;
+                        continue;
+                    }
+                },
+                _ = stopped(&mut stop) => break,
+            };
+            // Small JSON-RPC answers and SSE events are written as separate small segments:
+            // without TCP_NODELAY, Nagle's algorithm holds each behind the peer's delayed ACK
+            // (~40 ms).
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "TCP_NODELAY could not be set");
             }
-        });
-        // One router for every connection: `axum::serve(listener, router)` copies the whole
-        // router (its route map and every boxed route, ~17 KiB) for each connection.
-        if let Err(e) = axum::serve(listener, router.into_make_service())
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "listener failed");
+            let connection = builder
+                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
         }
+        drop(listener);
+        graceful.shutdown().await;
     })
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// A failed `accept`: a connection that went away before it was taken is nothing; anything
+/// else (out of file descriptors, say) is logged and waited out for a moment rather than
+/// retried in a hot loop.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed; retrying in 1 s");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 }
 
 /// A running application: its bound addresses and its shutdown.
