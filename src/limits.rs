@@ -195,48 +195,43 @@ pub fn json_scan(bytes: &[u8], limit: usize) -> JsonScan<'_> {
         ..JsonScan::default()
     };
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut had_escape = false;
-    // Strings at the top level of an object: where the last one started, and whether the next
-    // one is the value of `"method"`.
-    let mut started = 0usize;
+    // Strings at the top level of an object: the last one seen, and whether the next one is
+    // the value of `"method"`.
     let mut last_key: &[u8] = &[];
     let mut method_next = false;
-    let mut capturing = false;
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => {
-                    escaped = true;
-                    had_escape = true;
-                }
-                (false, b'"') => {
-                    in_string = false;
-                    if depth == 1 && !scan.array {
-                        let text = &bytes[started..i];
-                        if capturing && scan.method.is_none() && !had_escape {
-                            scan.method = std::str::from_utf8(text).ok();
-                        }
-                        capturing = false;
-                        last_key = text;
-                    }
-                }
-                _ => {}
-            }
-            continue;
-        }
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
         match b {
             b'"' => {
-                in_string = true;
-                had_escape = false;
-                started = i + 1;
-                capturing = method_next && depth == 1;
+                // To the closing quote, a jump at a time (strings are most of the text).
+                let started = i;
+                let mut had_escape = false;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                        None => return scan,
+                        Some(at) if bytes[i + at] == b'\\' => {
+                            had_escape = true;
+                            // The escaped byte is skipped (a trailing `\\` ends the text).
+                            i = (i + at + 2).min(bytes.len());
+                        }
+                        Some(at) => {
+                            i += at + 1;
+                            break;
+                        }
+                    }
+                }
+                if depth == 1 && !scan.array {
+                    let text = &bytes[started..i - 1];
+                    if method_next && scan.method.is_none() && !had_escape {
+                        scan.method = std::str::from_utf8(text).ok();
+                    }
+                    last_key = text;
+                }
                 method_next = false;
             }
             b':' if depth == 1 => method_next = last_key == b"method",
-            b',' if depth == 1 => method_next = false,
             b'[' | b'{' => {
                 method_next = false;
                 depth += 1;
@@ -287,6 +282,12 @@ mod tests {
         let batch = json_scan(br#" [{"method":"ping"}]"#, 64);
         assert!(batch.array && !batch.too_deep);
         assert!(json_scan(br#"{"method":"x","a":[[[]]]}"#, 3).too_deep);
+        // Cut short anywhere: no panic, no guess past the end.
+        let whole = br#"{"method":"tools/call","params":{"a":"b\"c\\"}}"#;
+        for end in 0..whole.len() {
+            let _ = json_scan(&whole[..end], 64);
+        }
+        assert_eq!(method(r#"{"method":"x\"#), None);
         // The first `method` member counts.
         assert_eq!(
             method(r#"{"method":"a","method":"b"}"#).as_deref(),

@@ -4,19 +4,53 @@
 //! succeeds it returns one message per batch element (or one for a single message), each equal
 //! to what `classify` makes of that element, and each shaped per JSON-RPC 2.0: a request has a
 //! non-null id, every message carried `"jsonrpc": "2.0"`.
+//!
+//! `limits::json_scan` (the relay's one-pass depth check and method peek) never panics; on
+//! valid JSON its depth verdict and array flag agree with the parsed value, a method it finds
+//! is the object's `method` string, and it finds it whenever the text has exactly one
+//! `"method"` and no escapes.
 
 use serde_json::Value;
 use switchboard::mcp::jsonrpc::Message;
 
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn check_scan(data: &[u8], value: &Value) {
+    const LIMIT: usize = 6;
+    let scan = switchboard::limits::json_scan(data, LIMIT);
+    assert_eq!(scan.too_deep, depth(value) > LIMIT, "depth verdict");
+    if scan.too_deep {
+        return;
+    }
+    assert_eq!(scan.array, value.is_array());
+    if let Some(m) = scan.method {
+        assert_eq!(value.get("method").and_then(Value::as_str), Some(m));
+    }
+    let once = data.windows(8).filter(|w| w == b"\"method\"").count() == 1;
+    if once && !data.contains(&b'\\') {
+        if let Some(m) = value.get("method").and_then(Value::as_str) {
+            assert_eq!(scan.method, Some(m), "the method was missed");
+        }
+    }
+}
+
 pub fn check(data: &[u8]) {
     let parsed = Message::parse_all(data);
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        let _ = switchboard::limits::json_scan(data, 64);
         assert!(
             parsed.is_err(),
             "parse_all accepted bytes that are not JSON"
         );
         return;
     };
+    check_scan(data, &value);
     let items: Vec<&Value> = match &value {
         Value::Array(items) => items.iter().collect(),
         one => vec![one],
