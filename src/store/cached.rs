@@ -159,7 +159,7 @@ impl CachedStore {
         key: &str,
         follows: Follows,
         keep: impl Fn(&V) -> bool,
-        load: F,
+        load: impl FnOnce() -> F,
     ) -> Result<V, StoreError>
     where
         V: Clone + Send + Sync + 'static,
@@ -176,7 +176,8 @@ impl CachedStore {
                 return Ok(e.value.clone());
             }
         }
-        match load.await {
+        // Made only on a miss: the store's futures are boxed (an allocation each).
+        match load().await {
             Ok(value) => {
                 if keep(&value) && !(s.ttl.is_zero() && s.stale.is_zero()) {
                     let entry = Entry {
@@ -282,7 +283,7 @@ impl Store for CachedStore {
             id,
             Follows::Changes,
             Option::is_some,
-            self.inner.get_connector(id),
+            || self.inner.get_connector(id),
         )
         .await
     }
@@ -293,7 +294,7 @@ impl Store for CachedStore {
             name,
             Follows::Changes,
             |v: &Vec<ConnectorRow>| !v.is_empty(),
-            self.inner.connectors_named(name),
+            || self.inner.connectors_named(name),
         )
         .await
     }
@@ -325,7 +326,7 @@ impl Store for CachedStore {
             &consumers_key(connector_id, consumers),
             Follows::Changes,
             |_| true,
-            self.inner.blocked_by(connector_id, consumers),
+            || self.inner.blocked_by(connector_id, consumers),
         )
         .await
     }
@@ -340,7 +341,7 @@ impl Store for CachedStore {
             key_hash,
             Follows::Age,
             Option::is_some,
-            self.inner.find_api_key(key_hash),
+            || self.inner.find_api_key(key_hash),
         )
         .await
     }
@@ -385,7 +386,7 @@ impl Store for CachedStore {
             &owners_key(connector_id, owners),
             Follows::Changes,
             |_| true,
-            self.inner.credentials_of(connector_id, owners),
+            || self.inner.credentials_of(connector_id, owners),
         )
         .await
     }
