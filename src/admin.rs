@@ -47,9 +47,8 @@ pub fn router(readiness: Readiness, sessions: SessionCount) -> Router {
                 async move { metrics(&*sessions) }
             }),
         )
-        .layer(axum::middleware::from_fn_with_state(
+        .layer(crate::observe::ObserveLayer(
             crate::observe::Observe::admin(),
-            crate::observe::track,
         ))
         .with_state(readiness)
 }

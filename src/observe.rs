@@ -10,11 +10,14 @@
 //! warnings and errors a request causes still name it: they carry [`current`] (request id,
 //! method, route) from a task-local set here.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
@@ -129,88 +132,197 @@ fn connector_ref(path: &str) -> &str {
     rest.and_then(|r| r.split('/').next()).unwrap_or("")
 }
 
-pub async fn track(
-    axum::extract::State(settings): axum::extract::State<Observe>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let headers = req.headers();
+/// The observation layer on both routers (`Router::layer`): a hand-written service rather than
+/// `axum::middleware::from_fn`, whose per-request clone of the inner service and boxed future
+/// cost three allocations a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ObserveLayer(pub Observe);
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = ObserveService<S>;
+    fn layer(&self, inner: S) -> ObserveService<S> {
+        ObserveService {
+            inner,
+            settings: self.0,
+        }
+    }
+}
+
+/// See [`ObserveLayer`].
+#[derive(Debug, Clone)]
+pub struct ObserveService<S> {
+    inner: S,
+    settings: Observe,
+}
+
+/// What the answer needs of its request once it comes.
+#[derive(Debug)]
+struct Pending {
+    started: Instant,
+    settings: Observe,
+    request_id: HeaderValue,
+    route: &'static str,
+    method: &'static str,
+    /// The `{ref}` of the path, for the access line (empty without one).
+    path_connector: String,
+}
+
+type Served<F> =
+    tracing::instrument::Instrumented<tokio::task::futures::TaskLocalFuture<RequestContext, F>>;
+
+pin_project_lite::pin_project! {
+    /// The inner service's answer (or ours: headers too large), then the metrics, the access
+    /// line and the request id header.
+    pub struct ObserveFuture<F> {
+        #[pin]
+        served: Option<Served<F>>,
+        ours: Option<Response>,
+        pending: Option<Pending>,
+    }
+}
+
+impl<S> tower::Service<Request> for ObserveService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ObserveFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let settings = self.settings;
+        let started = Instant::now();
+        let too_large = too_large(req.headers(), &settings);
+        let request_id = match req.headers().get(&REQUEST_ID) {
+            Some(v) if valid_request_id(v) => v.clone(),
+            _ => {
+                let v = new_request_id();
+                req.headers_mut().insert(REQUEST_ID, v.clone());
+                v
+            }
+        };
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", |m| route_label(m.as_str()));
+        let method = method_label(req.method());
+        let path_connector = if settings.access {
+            connector_ref(req.uri().path()).to_owned()
+        } else {
+            String::new()
+        };
+        let pending = Some(Pending {
+            started,
+            settings,
+            request_id: request_id.clone(),
+            route,
+            method,
+            path_connector,
+        });
+        if let Some(what) = too_large {
+            return ObserveFuture {
+                served: None,
+                ours: Some(headers_too_large(plane_of(route), what)),
+                pending,
+            };
+        }
+        let span = if settings.export_spans || tracing::enabled!(tracing::Level::DEBUG) {
+            // The path only: query strings may carry secrets (an OAuth `code`, an upstream's
+            // own parameters on /http).
+            let span = tracing::info_span!("request", method, path = %req.uri().path());
+            crate::telemetry::adopt_parent(&span, req.headers());
+            span
+        } else {
+            tracing::Span::none()
+        };
+        let context = RequestContext {
+            id: request_id,
+            method,
+            route,
+        };
+        let served = {
+            let _entered = span.enter();
+            CONTEXT.scope(context, self.inner.call(req))
+        };
+        ObserveFuture {
+            served: Some(served.instrument(span)),
+            ours: None,
+            pending,
+        }
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for ObserveFuture<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = match this.served.as_pin_mut() {
+            Some(served) => match served.poll(cx) {
+                Poll::Ready(Ok(r)) => r,
+                Poll::Ready(Err(never)) => match never {},
+                Poll::Pending => return Poll::Pending,
+            },
+            None => this.ours.take().unwrap_or_default(),
+        };
+        Poll::Ready(Ok(match this.pending.take() {
+            Some(p) => answered(p, response),
+            None => response,
+        }))
+    }
+}
+
+/// Too many request headers, or too many header bytes: why, in words.
+fn too_large(headers: &axum::http::HeaderMap, settings: &Observe) -> Option<String> {
+    if headers.len() > settings.max_headers {
+        return Some(format!(
+            "Too many request headers (limit {})",
+            settings.max_headers
+        ));
+    }
     let header_bytes: usize = headers
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len())
         .sum();
-    let too_large = if headers.len() > settings.max_headers {
-        Some(format!(
-            "Too many request headers (limit {})",
-            settings.max_headers
-        ))
-    } else if header_bytes > settings.max_header_bytes {
-        Some(format!(
+    (header_bytes > settings.max_header_bytes).then(|| {
+        format!(
             "Request headers too large (limit {} bytes)",
             settings.max_header_bytes
-        ))
-    } else {
-        None
-    };
-    let request_id = match req.headers().get(&REQUEST_ID) {
-        Some(v) if valid_request_id(v) => v.clone(),
-        _ => {
-            let v = new_request_id();
-            req.headers_mut().insert(REQUEST_ID, v.clone());
-            v
-        }
-    };
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| route_label(m.as_str()));
-    let method = method_label(req.method());
-    let path_connector = if settings.access {
-        connector_ref(req.uri().path()).to_owned()
-    } else {
-        String::new()
-    };
-    let span = if settings.export_spans || tracing::enabled!(tracing::Level::DEBUG) {
-        // The path only: query strings may carry secrets (an OAuth `code`, an upstream's own
-        // parameters on /http).
-        let span = tracing::info_span!("request", method, path = %req.uri().path());
-        crate::telemetry::adopt_parent(&span, req.headers());
-        span
-    } else {
-        tracing::Span::none()
-    };
-    let context = RequestContext {
-        id: request_id.clone(),
-        method,
-        route,
-    };
-    let mut response = match too_large {
-        Some(what) => headers_too_large(plane_of(route), what),
-        None => CONTEXT.scope(context, next.run(req).instrument(span)).await,
-    };
-    let took = started.elapsed();
+        )
+    })
+}
+
+/// The metrics, the access line (or a warning for a failure without one) and the request id
+/// header of an answer.
+fn answered(p: Pending, mut response: Response) -> Response {
+    let took = p.started.elapsed();
+    let (route, method) = (p.route, p.method);
     let plane = plane_of(route);
     let status = response.status().as_u16();
     crate::metrics::get().http(plane, route, method, status_label(status), took);
-    if status >= 500 && !settings.access && plane != "admin" {
+    let request_id = p.request_id.to_str().unwrap_or_default();
+    if status >= 500 && !p.settings.access && plane != "admin" {
         // The access line says it when there is one.
-        tracing::warn!(target: "switchboard::access", plane, route, method, status, request_id = request_id.to_str().unwrap_or_default(), "request failed");
+        tracing::warn!(target: "switchboard::access", plane, route, method, status, request_id, "request failed");
     }
-    if settings.access && plane != "admin" {
+    if p.settings.access && plane != "admin" {
         tracing::info!(
             target: "switchboard::access",
             plane,
             route,
-            connector = %path_connector,
+            connector = %p.path_connector,
             method,
             status,
             duration_ms = took.as_secs_f64() * 1000.0,
-            request_id = request_id.to_str().unwrap_or_default(),
+            request_id,
             "request"
         );
     }
-    response.headers_mut().insert(REQUEST_ID, request_id);
+    response.headers_mut().insert(REQUEST_ID, p.request_id);
     response
 }
 

@@ -112,15 +112,11 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::gateway::router())
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(
-            crate::observe::Observe {
-                access: state.config.log.access,
-                max_headers: state.config.limits.max_headers,
-                max_header_bytes: state.config.limits.max_header_bytes,
-                export_spans: cfg!(feature = "otel")
-                    && state.config.telemetry.otlp_endpoint.is_some(),
-            },
-            crate::observe::track,
-        ))
+        .layer(crate::observe::ObserveLayer(crate::observe::Observe {
+            access: state.config.log.access,
+            max_headers: state.config.limits.max_headers,
+            max_header_bytes: state.config.limits.max_header_bytes,
+            export_spans: cfg!(feature = "otel") && state.config.telemetry.otlp_endpoint.is_some(),
+        }))
         .with_state(state)
 }
