@@ -5,7 +5,7 @@
 //! bad connector never slows another.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Default)]
@@ -21,6 +21,9 @@ pub struct Breakers {
     failures: u32,
     open_for: Duration,
     circuits: crate::cache::SyncCache<String, Arc<Circuit>>,
+    /// Circuits with failures counted (open ones among them): while none has, every connector
+    /// is healthy and no circuit is looked up.
+    troubled: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Breakers {
@@ -52,6 +55,7 @@ impl Breakers {
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
                 .build_with_hasher(crate::cache::FastHash::default()),
+            troubled: Arc::default(),
         }
     }
 
@@ -62,7 +66,7 @@ impl Breakers {
 
     /// `Err(seconds until the next probe)` while the connector's circuit is open.
     pub fn allow(&self, connector_id: &str) -> Result<(), u64> {
-        if self.failures == 0 {
+        if self.failures == 0 || self.troubled.load(Ordering::SeqCst) == 0 {
             return Ok(());
         }
         let Some(c) = self.circuits.get(connector_id) else {
@@ -95,11 +99,16 @@ impl Breakers {
             return;
         }
         if ok {
+            if self.troubled.load(Ordering::SeqCst) == 0 {
+                return;
+            }
             if let Some(c) = self.circuits.get(connector_id) {
                 if c.open_until.swap(0, Ordering::SeqCst) != 0 {
                     tracing::info!(connector = %connector_id, "circuit closed: upstream answered");
                 }
-                c.failures.store(0, Ordering::SeqCst);
+                if c.failures.swap(0, Ordering::SeqCst) > 0 {
+                    self.troubled.fetch_sub(1, Ordering::SeqCst);
+                }
                 c.probing.store(false, Ordering::SeqCst);
             }
             return;
@@ -108,6 +117,9 @@ impl Breakers {
             .circuits
             .get_with(connector_id.to_owned(), || Arc::new(Circuit::default()));
         let n = c.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 {
+            self.troubled.fetch_add(1, Ordering::SeqCst);
+        }
         let was_probe = c.probing.swap(false, Ordering::SeqCst);
         if n >= self.failures || was_probe {
             let open_ms = i64::try_from(self.open_for.as_millis()).unwrap_or(i64::MAX);
@@ -155,6 +167,21 @@ mod tests {
         b.record("a", true);
         b.record("a", false);
         assert!(b.allow("a").is_ok());
+        assert_eq!(
+            b.troubled.load(Ordering::SeqCst),
+            1,
+            "a has failures counted"
+        );
+        b.record("a", true);
+        assert_eq!(
+            b.troubled.load(Ordering::SeqCst),
+            0,
+            "all healthy: no lookups"
+        );
+        for _ in 0..3 {
+            b.record("b", false);
+        }
+        assert!(b.allow("b").is_err(), "still opens after healthy times");
     }
 
     #[test]
