@@ -251,6 +251,7 @@ async fn run(a: RunArgs) -> Result<()> {
     let mut results = report::Results::default();
     let rig = rig::Rig::start(&s, &scratch.0).await?;
     results.base_rss_kib = Some(rig.base_rss_kib);
+    results.base_anon_kib = Some(rig.base_anon_kib);
     let outcome = measure(&rig, &s, &mut results).await;
     let up = rig.upstream.addr;
     let outcome = match outcome {

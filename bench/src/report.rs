@@ -15,6 +15,7 @@ use crate::vaultbench::VaultFigures;
 pub struct Results {
     pub rows: Vec<Row>,
     pub base_rss_kib: Option<u64>,
+    pub base_anon_kib: Option<u64>,
     pub keepalive: Option<PerItem>,
     pub streams: Option<PerItem>,
     pub vault: Option<VaultFigures>,
@@ -125,7 +126,17 @@ pub fn print(r: &Results) {
     }
     println!();
     if let Some(k) = r.base_rss_kib {
-        println!("base memory: {:.1} MiB RSS after start", k as f64 / 1024.0);
+        let anon = r.base_anon_kib.map_or(String::new(), |a| {
+            format!(
+                " ({:.1} MiB anonymous, {:.1} MiB file-backed: code pages of the binary and its libraries)",
+                a as f64 / 1024.0,
+                k.saturating_sub(a) as f64 / 1024.0
+            )
+        });
+        println!(
+            "base memory: {:.1} MiB RSS after start{anon}",
+            k as f64 / 1024.0
+        );
     }
     for m in [&r.keepalive, &r.streams].into_iter().flatten() {
         println!(
@@ -197,6 +208,7 @@ pub fn to_json(r: &Results, env: Value, settings: Value) -> Value {
         "settings": settings,
         "rows": r.rows.iter().map(Row::to_json).collect::<Vec<_>>(),
         "base_rss_kib": r.base_rss_kib,
+        "base_anon_kib": r.base_anon_kib,
         "keepalive": r.keepalive.as_ref().map(PerItem::to_json),
         "sse_streams": r.streams.as_ref().map(PerItem::to_json),
         "access_log_cost": access_log_cost(&r.rows),

@@ -91,6 +91,9 @@ pub struct Rig {
     pub logged: Gateway,
     pub nginx: Option<Nginx>,
     pub base_rss_kib: u64,
+    /// Of it, anonymous memory (heap, stacks): the rest is file-backed (the binary's code
+    /// pages and libraries', shared and reclaimable).
+    pub base_anon_kib: u64,
     pub sessions: Sessions,
 }
 
@@ -153,6 +156,7 @@ impl Rig {
         };
         let gw = Gateway::start(&s.gateway_bin, dir, "main", &opts).await?;
         let base_rss_kib = crate::memory::settled_rss(gw.pid()).await?;
+        let base_anon_kib = crate::procs::status_kib(gw.pid(), "RssAnon")?;
         add_connectors(&gw, up, rmcp_addr).await?;
         let logged = gateway(s, dir, "access-log", true, up, rmcp_addr).await?;
         let nginx = match s.nginx {
@@ -191,6 +195,7 @@ impl Rig {
             logged,
             nginx,
             base_rss_kib,
+            base_anon_kib,
             sessions,
         })
     }

@@ -53,7 +53,7 @@ fn upstream_url(server: &str, rest: &str, query: Option<&str>) -> Result<url::Ur
 
 async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError> {
     let (reference, tail) = split_path(&req)?;
-    let rest = rest_of_path(&tail)?.to_owned();
+    let rest = rest_of_path(tail)?.to_owned();
     let p = caller(req.headers(), state).await?;
     let (parts, body) = req.into_parts();
     let choice = credential_choice(parts.headers.get(super::CREDENTIALS_NAME))?;

@@ -153,7 +153,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
     let mut retried = false;
     let presented_session = parts.headers.get(SESSION_HEADER).cloned();
     let mut caller_headers = std::mem::take(&mut parts.headers);
-    strip_request(&mut caller_headers, &[SESSION_HEADER]);
+    strip_request(&mut caller_headers, &[SESSION_HEADER_NAME]);
     let mut upstream = loop {
         // Kept for the one replay an OAuth token refresh may need.
         let mut headers = if !retried && resolved.rejected_token().is_some() {
@@ -244,7 +244,7 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
 
     let mut out_headers = std::mem::take(&mut upstream.headers);
     let upstream_session = out_headers.get(SESSION_HEADER).cloned();
-    strip_response(&mut out_headers, &[SESSION_HEADER]);
+    strip_response(&mut out_headers, &[SESSION_HEADER_NAME]);
     if let Some(sid) = upstream_session.as_ref().and_then(|v| v.to_str().ok()) {
         // The session the caller presented, named again (servers may repeat it on every
         // answer): its sealed id is already the caller's, so it is given back, not re-sealed.

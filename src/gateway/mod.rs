@@ -224,7 +224,7 @@ fn credential_choice(named: Option<&HeaderValue>) -> Result<Choice<'_>, GatewayE
 
 /// Splits the raw path `/v1/connectors-gateway/<ref>/<tail>` into the percent-decoded
 /// reference and the raw tail (`mcp`, `http`, `http/…`). `%2F` in the reference does not split it.
-fn split_path(req: &Request) -> Result<(String, String), GatewayError> {
+fn split_path(req: &Request) -> Result<(String, &str), GatewayError> {
     let path = req.uri().path();
     let rest = path
         .strip_prefix("/v1/connectors-gateway/")
@@ -236,5 +236,5 @@ fn split_path(req: &Request) -> Result<(String, String), GatewayError> {
         .decode_utf8()
         .map_err(|_| GatewayError::ConnectorNotFound)?
         .into_owned();
-    Ok((reference, tail.to_owned()))
+    Ok((reference, tail))
 }
