@@ -226,7 +226,25 @@ impl Metrics {
 
     /// Records one upstream MCP request.
     pub fn mcp(&self, connector_id: &str, method: &str, outcome: &'static str, took: Duration) {
+        self.mcp_of(
+            &self.connectors.of(connector_id, self),
+            method,
+            outcome,
+            took,
+        );
+    }
+
+    /// Records one answered upstream exchange, and the MCP request it was when it was one
+    /// (`(method, outcome)`): the connector looked up once for both.
+    pub fn exchange(&self, connector_id: &str, mcp: Option<(&str, &'static str)>, took: Duration) {
         let c = self.connectors.of(connector_id, self);
+        c.upstream.observe(took.as_secs_f64());
+        if let Some((method, outcome)) = mcp {
+            self.mcp_of(&c, method, outcome, took);
+        }
+    }
+
+    fn mcp_of(&self, c: &ConnectorMetrics, method: &str, outcome: &'static str, took: Duration) {
         let m = mcp_method(method);
         c.calls
             .get([m, outcome], |l| {

@@ -340,8 +340,8 @@ fn new_request_id() -> HeaderValue {
 fn route_label(template: &str) -> &'static str {
     use std::collections::HashMap;
     use std::sync::Arc;
-    static LABELS: std::sync::OnceLock<arc_swap::ArcSwap<HashMap<String, &'static str>>> =
-        std::sync::OnceLock::new();
+    type Labels = HashMap<String, &'static str, crate::cache::FastHash>;
+    static LABELS: std::sync::OnceLock<arc_swap::ArcSwap<Labels>> = std::sync::OnceLock::new();
     let labels = LABELS.get_or_init(Default::default);
     if let Some(l) = labels.load().get(template) {
         return l;

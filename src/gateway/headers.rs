@@ -1,38 +1,39 @@
 //! Which headers cross the gateway. Hop-by-hop headers never do; the caller's gateway
 //! credentials (`Authorization`, `x-credentials-name`) never go upstream; an upstream's
 //! `Proxy-Status` never comes back (it could impersonate the gateway).
-//!
-//! Names are compared as [`HeaderName`]s: a standard name is a small number, so telling a
-//! header apart from these lists costs a few comparisons, not a string match per entry.
 
 use axum::http::{HeaderMap, HeaderName, header};
 
-const PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
-
-/// RFC 9110 §7.6.1 hop-by-hop headers, plus `host` (set by the client library).
-const HOP_BY_HOP: [HeaderName; 10] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::HOST,
-];
+/// RFC 9110 §7.6.1 hop-by-hop headers, plus `host` (set by the client library). A match on
+/// the name's text: the compiler sorts it by length first, so most names fail at once.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+    )
+}
 
 /// Headers of the caller that belong to the gateway, not the upstream.
-const GATEWAY_ONLY: [HeaderName; 4] = [
-    header::AUTHORIZATION,
-    HeaderName::from_static("x-credentials-name"),
-    PROXY_STATUS,
-    HeaderName::from_static("cookie2"),
-];
+fn gateway_only(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization" | "x-credentials-name" | "proxy-status" | "cookie2"
+    )
+}
 
 /// An upstream's headers that never reach the caller (it could impersonate the gateway).
-const UPSTREAM_ONLY: [HeaderName; 1] = [PROXY_STATUS];
+fn upstream_only(name: &str) -> bool {
+    name == "proxy-status"
+}
 
 /// The header names listed in `Connection` (hop-by-hop by declaration), lowercased.
 fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
@@ -49,14 +50,14 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
 /// What does not cross: hop-by-hop names, the direction's own (`drop`), the caller's
 /// (`also_drop`), and the names the map's `Connection` header lists.
 struct Filter<'a> {
-    drop: &'a [HeaderName],
+    drop: fn(&str) -> bool,
     also_drop: &'a [HeaderName],
     /// Built only when there is a `Connection` header.
     declared: Vec<String>,
 }
 
 impl<'a> Filter<'a> {
-    fn new(headers: &HeaderMap, drop: &'a [HeaderName], also_drop: &'a [HeaderName]) -> Self {
+    fn new(headers: &HeaderMap, drop: fn(&str) -> bool, also_drop: &'a [HeaderName]) -> Self {
         let declared = if headers.contains_key(header::CONNECTION) {
             connection_tokens(headers)
         } else {
@@ -70,15 +71,16 @@ impl<'a> Filter<'a> {
     }
 
     fn goes(&self, name: &HeaderName) -> bool {
-        HOP_BY_HOP.contains(name)
-            || self.drop.contains(name)
+        let n = name.as_str();
+        hop_by_hop(n)
+            || (self.drop)(n)
             || self.also_drop.contains(name)
-            || (!self.declared.is_empty() && self.declared.iter().any(|t| t == name.as_str()))
+            || (!self.declared.is_empty() && self.declared.iter().any(|t| t == n))
     }
 }
 
 /// `from` without what `drop`, `also_drop` and the hop-by-hop rules take out.
-fn copy_except(from: &HeaderMap, drop: &[HeaderName], also_drop: &[HeaderName]) -> HeaderMap {
+fn copy_except(from: &HeaderMap, drop: fn(&str) -> bool, also_drop: &[HeaderName]) -> HeaderMap {
     let filter = Filter::new(from, drop, also_drop);
     let mut out = HeaderMap::with_capacity(from.len());
     for (name, value) in from {
@@ -91,7 +93,7 @@ fn copy_except(from: &HeaderMap, drop: &[HeaderName], also_drop: &[HeaderName]) 
 
 /// [`copy_except`] in place, for a map the relay owns: no copy, and nothing allocated unless
 /// something goes.
-fn strip(headers: &mut HeaderMap, drop: &[HeaderName], also_drop: &[HeaderName]) {
+fn strip(headers: &mut HeaderMap, drop: fn(&str) -> bool, also_drop: &[HeaderName]) {
     let filter = Filter::new(headers, drop, also_drop);
     let doomed: Vec<HeaderName> = headers
         .keys()
@@ -105,17 +107,17 @@ fn strip(headers: &mut HeaderMap, drop: &[HeaderName], also_drop: &[HeaderName])
 
 /// [`request_headers`], in place.
 pub fn strip_request(headers: &mut HeaderMap, also_drop: &[HeaderName]) {
-    strip(headers, &GATEWAY_ONLY, also_drop);
+    strip(headers, gateway_only, also_drop);
 }
 
 /// The upstream's headers to return (in place), in order, repeated ones kept separate.
 pub fn strip_response(headers: &mut HeaderMap, also_drop: &[HeaderName]) {
-    strip(headers, &UPSTREAM_ONLY, also_drop);
+    strip(headers, upstream_only, also_drop);
 }
 
 /// The caller's headers to send upstream (injected credentials are added by the caller of this).
 pub fn request_headers(caller: &HeaderMap, also_drop: &[HeaderName]) -> HeaderMap {
-    copy_except(caller, &GATEWAY_ONLY, also_drop)
+    copy_except(caller, gateway_only, also_drop)
 }
 
 /// Adds `injected` over `headers` (injected values win).

@@ -222,17 +222,18 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         .breakers()
         .record(&resolved.connector.id, !status.is_server_error());
     let metrics = crate::metrics::get();
-    metrics.upstream(&resolved.connector.id, started.elapsed());
-    if let Some(m) = rpc_method {
-        let outcome = if status.is_success() {
-            "ok"
-        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            "auth_rejected"
-        } else {
-            "upstream_error"
-        };
-        metrics.mcp(&resolved.connector.id, m, outcome, started.elapsed());
-    }
+    let outcome = if status.is_success() {
+        "ok"
+    } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        "auth_rejected"
+    } else {
+        "upstream_error"
+    };
+    metrics.exchange(
+        &resolved.connector.id,
+        rpc_method.map(|m| (m, outcome)),
+        started.elapsed(),
+    );
     if claims.is_some() && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST) {
         // The upstream forgot the session (404; server-everything says 400): never half-working.
         let text = upstream.text().await;

@@ -116,8 +116,7 @@ impl SessionPool {
         };
         let took = started.elapsed();
         let m = crate::metrics::get();
-        m.mcp(&key.connector_id, method, outcome, took);
-        m.upstream(&key.connector_id, took);
+        m.exchange(&key.connector_id, Some((method, outcome)), took);
         result
     }
 
