@@ -376,6 +376,19 @@ pub(crate) async fn initialize(client: &reqwest::Client, url: &str, key: &str) -
     sid
 }
 
+/// `tools/call` of `name` with `arguments` on session `sid`, through the relay.
+async fn call_tool(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    sid: &str,
+    name: &str,
+    arguments: Value,
+) -> reqwest::Response {
+    let params = json!({"name": name, "arguments": arguments});
+    post_mcp(client, url, key, Some(sid), &rpc(2, "tools/call", params)).await
+}
+
 async fn call_echo(
     client: &reqwest::Client,
     url: &str,
@@ -383,18 +396,7 @@ async fn call_echo(
     sid: &str,
     text: &str,
 ) -> (StatusCode, Value) {
-    let resp = post_mcp(
-        client,
-        url,
-        key,
-        Some(sid),
-        &rpc(
-            2,
-            "tools/call",
-            json!({"name": "echo", "arguments": {"text": text}}),
-        ),
-    )
-    .await;
+    let resp = call_tool(client, url, key, sid, "echo", json!({"text": text})).await;
     let status = resp.status();
     let ct = resp
         .headers()
@@ -440,18 +442,7 @@ async fn mcp_relay_with_sealed_sessions() {
     assert_eq!(msg["result"]["content"][0]["text"], "through");
 
     // upstream JSON-RPC errors pass through untouched
-    let resp = post_mcp(
-        &client,
-        &url,
-        &key,
-        Some(&sid),
-        &rpc(
-            3,
-            "tools/call",
-            json!({"name": "no_such_tool", "arguments": {}}),
-        ),
-    )
-    .await;
+    let resp = call_tool(&client, &url, &key, &sid, "no_such_tool", json!({})).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
     let msg = answer(&ct, &resp.text().await.unwrap());
@@ -543,18 +534,7 @@ async fn a_session_id_the_upstream_repeats_comes_back_as_the_callers_own() {
     let url = format!("{}/v1/connectors-gateway/repeats/mcp", app.base);
     let sid = initialize(&client, &url, &key).await;
     for text in ["one", "two"] {
-        let resp = post_mcp(
-            &client,
-            &url,
-            &key,
-            Some(&sid),
-            &rpc(
-                2,
-                "tools/call",
-                json!({"name": "echo", "arguments": {"text": text}}),
-            ),
-        )
-        .await;
+        let resp = call_tool(&client, &url, &key, &sid, "echo", json!({"text": text})).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let returned = resp.headers()["mcp-session-id"]
             .to_str()
