@@ -224,7 +224,8 @@ pub fn json_scan(bytes: &[u8], limit: usize) -> JsonScan<'_> {
                 }
                 if depth == 1 && !scan.array {
                     let text = &bytes[started..i - 1];
-                    if method_next && scan.method.is_none() && !had_escape {
+                    // The last `method` member counts, as with serde_json (and most parsers).
+                    if method_next && !had_escape {
                         scan.method = std::str::from_utf8(text).ok();
                     }
                     last_key = text;
@@ -288,10 +289,10 @@ mod tests {
             let _ = json_scan(&whole[..end], 64);
         }
         assert_eq!(method(r#"{"method":"x\"#), None);
-        // The first `method` member counts.
+        // The last `method` member counts, as when the text is parsed.
         assert_eq!(
             method(r#"{"method":"a","method":"b"}"#).as_deref(),
-            Some("a")
+            Some("b")
         );
     }
 

@@ -29,11 +29,15 @@ fn check_scan(data: &[u8], value: &Value) {
         return;
     }
     assert_eq!(scan.array, value.is_array());
+    // With one `"method"` in the text (a repeated member, or one whose value is not a string,
+    // may leave the scan with an earlier string than the parse's last value).
+    if data.windows(8).filter(|w| w == b"\"method\"").count() != 1 {
+        return;
+    }
     if let Some(m) = scan.method {
         assert_eq!(value.get("method").and_then(Value::as_str), Some(m));
     }
-    let once = data.windows(8).filter(|w| w == b"\"method\"").count() == 1;
-    if once && !data.contains(&b'\\') {
+    if !data.contains(&b'\\') {
         if let Some(m) = value.get("method").and_then(Value::as_str) {
             assert_eq!(scan.method, Some(m), "the method was missed");
         }
