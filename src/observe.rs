@@ -317,7 +317,8 @@ fn answered(p: Pending, mut response: Response) -> Response {
             connector = %p.path_connector,
             method,
             status,
-            duration_ms = took.as_secs_f64() * 1000.0,
+            // Whole microseconds: `1.401`, not `1.4007379999999998`.
+            duration_ms = took.as_micros() as f64 / 1000.0,
             request_id,
             "request"
         );

@@ -2,11 +2,14 @@
 //! the `otel` cargo feature and `telemetry.otlp_endpoint`, spans are also exported over OTLP/HTTP
 //! and the W3C trace context is taken from requests and passed to upstreams.
 
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat, TelemetryConfig};
+
+mod lines;
 
 /// Flushes log lines and exported spans when dropped (keep it until the process ends).
 #[must_use]
@@ -14,7 +17,7 @@ pub struct TelemetryGuard {
     #[cfg(feature = "otel")]
     provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
     /// The log writer's thread: dropping this writes out what is still queued.
-    _lines: Option<tracing_appender::non_blocking::WorkerGuard>,
+    _lines: Option<lines::Flush>,
 }
 
 impl std::fmt::Debug for TelemetryGuard {
@@ -39,17 +42,14 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> TelemetryGuard {
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Lines are formatted where they happen and written by a thread of their own, in batches
-    // (a write per line cost an access-logging gateway ~15% of its throughput). Never lossy:
-    // when the queue is full, the logging thread waits. The queue is allocated whole at start
-    // (tracing-appender's default of 128k lines made 5 MiB of resident memory): 8k lines.
-    let (writer, lines) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(8_192)
-        .thread_name("switchboard-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+    // (`lines`). Without that thread (it could not start), straight to stdout.
+    let (writer, lines) = match lines::start(std::io::stdout(), lines::BATCH_WINDOW) {
+        Ok((w, flush)) => (BoxMakeWriter::new(w), Some(flush)),
+        Err(e) => {
+            eprintln!("switchboard: log writer thread not started ({e}); writing directly");
+            (BoxMakeWriter::new(std::io::stdout), None)
+        }
+    };
     let fmt = match log.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -73,7 +73,7 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> TelemetryGuard {
             .try_init();
         TelemetryGuard {
             provider,
-            _lines: Some(lines),
+            _lines: lines,
         }
     }
     #[cfg(not(feature = "otel"))]
@@ -83,9 +83,7 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> TelemetryGuard {
             .with(filter)
             .with(fmt)
             .try_init();
-        TelemetryGuard {
-            _lines: Some(lines),
-        }
+        TelemetryGuard { _lines: lines }
     }
 }
 

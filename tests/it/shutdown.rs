@@ -149,6 +149,31 @@ async fn sigterm_finishes_calls_ends_streams_and_exits_zero() {
         !log.iter().any(|l| l.contains("grace period over")),
         "the drain needed the whole grace period"
     );
+    // The slow call's access line, answered during the drain, is in the log: lines queued at
+    // exit are written out. Its duration is in whole microseconds, and no key is in any line.
+    let access: Vec<Value> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            v["target"] == "switchboard::access"
+                && v["fields"]["route"] == "/v1/connectors/:ref/tools/*rest"
+        })
+        .collect();
+    assert_eq!(access.len(), 1, "{log:#?}");
+    let line = &access[0]["fields"];
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["connector"], "draining", "{line}");
+    assert_eq!(line["method"], "POST", "{line}");
+    let ms = line["duration_ms"].as_f64().expect("a number");
+    assert!(ms >= 1_500.0, "{line}");
+    let digits = line["duration_ms"].to_string();
+    let decimals = digits.split_once('.').map_or(0, |(_, d)| d.len());
+    assert!(decimals <= 3, "duration in whole microseconds: {digits}");
+    assert!(line["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(
+        !log.iter().any(|l| l.contains(key.as_str())),
+        "a key in the log"
+    );
 }
 
 /// A relayed POST answered with SSE when the drain starts: its answer runs to the end (a
