@@ -4,7 +4,16 @@
 use std::num::NonZeroU32;
 
 use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// A keyed limiter hashing its keys with foldhash (the request path's hasher; SipHash cost
+/// ~1k instructions a lookup).
+type Keyed = DefaultKeyedRateLimiter<
+    String,
+    NoOpMiddleware<<DefaultClock as Clock>::Instant>,
+    foldhash::fast::RandomState,
+>;
 
 /// A refused request: when to come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,8 +22,8 @@ pub struct Limited {
 }
 
 pub struct RateLimits {
-    principal: Option<DefaultKeyedRateLimiter<String>>,
-    connector: Option<DefaultKeyedRateLimiter<String>>,
+    principal: Option<Keyed>,
+    connector: Option<Keyed>,
     clock: DefaultClock,
 }
 
@@ -27,11 +36,12 @@ impl std::fmt::Debug for RateLimits {
     }
 }
 
-fn limiter(per_second: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<String>> {
+fn limiter(per_second: u32, burst: u32) -> Option<Keyed> {
     let rate = NonZeroU32::new(per_second)?;
     let burst = NonZeroU32::new(burst).unwrap_or(rate);
-    Some(RateLimiter::keyed(
+    Some(RateLimiter::dashmap_with_hasher(
         Quota::per_second(rate).allow_burst(burst),
+        foldhash::fast::RandomState::default(),
     ))
 }
 
@@ -49,11 +59,7 @@ impl RateLimits {
         }
     }
 
-    fn check(
-        &self,
-        limiter: Option<&DefaultKeyedRateLimiter<String>>,
-        key: &str,
-    ) -> Result<(), Limited> {
+    fn check(&self, limiter: Option<&Keyed>, key: &str) -> Result<(), Limited> {
         let Some(l) = limiter else { return Ok(()) };
         l.check_key(&key.to_owned()).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
