@@ -310,18 +310,16 @@ fn answered(p: Pending, mut response: Response) -> Response {
         tracing::warn!(target: "switchboard::access", plane, route, method, status, request_id, "request failed");
     }
     if p.settings.access && plane != "admin" {
-        tracing::info!(
-            target: "switchboard::access",
+        crate::telemetry::access(&crate::telemetry::AccessLine {
             plane,
             route,
-            connector = %p.path_connector,
+            connector: &p.path_connector,
             method,
             status,
             // Whole microseconds: `1.401`, not `1.4007379999999998`.
-            duration_ms = took.as_micros() as f64 / 1000.0,
+            micros: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
             request_id,
-            "request"
-        );
+        });
     }
     response.headers_mut().insert(REQUEST_ID, p.request_id);
     response

@@ -9,7 +9,35 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat, TelemetryConfig};
 
+mod access;
 mod lines;
+
+pub use access::AccessLine;
+
+/// Where access lines are written by hand (`access`), when the log writer is ours and
+/// uncoloured; otherwise they go through tracing.
+static ACCESS: std::sync::OnceLock<access::Sink> = std::sync::OnceLock::new();
+
+/// Logs one answered request (target `switchboard::access`, level info).
+pub fn access(line: &AccessLine<'_>) {
+    if !tracing::enabled!(target: "switchboard::access", tracing::Level::INFO) {
+        return;
+    }
+    match ACCESS.get() {
+        Some(sink) => sink.write(line, std::time::SystemTime::now()),
+        None => tracing::info!(
+            target: "switchboard::access",
+            plane = line.plane,
+            route = line.route,
+            connector = %line.connector,
+            method = line.method,
+            status = line.status,
+            duration_ms = line.micros as f64 / 1000.0,
+            request_id = line.request_id,
+            "request"
+        ),
+    }
+}
 
 /// Flushes log lines and exported spans when dropped (keep it until the process ends).
 #[must_use]
@@ -43,8 +71,19 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> TelemetryGuard {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Lines are formatted where they happen and written by a thread of their own, in batches
     // (`lines`). Without that thread (it could not start), straight to stdout.
+    let ansi =
+        log.format == LogFormat::Pretty && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut sink = None;
     let (writer, lines) = match lines::start(std::io::stdout(), lines::BATCH_WINDOW) {
-        Ok((w, flush)) => (BoxMakeWriter::new(w), Some(flush)),
+        Ok((w, flush)) => {
+            if !ansi {
+                sink = Some(access::Sink {
+                    lines: w.clone(),
+                    json: log.format == LogFormat::Json,
+                });
+            }
+            (BoxMakeWriter::new(w), Some(flush))
+        }
         Err(e) => {
             eprintln!("switchboard: log writer thread not started ({e}); writing directly");
             (BoxMakeWriter::new(std::io::stdout), None)
@@ -59,18 +98,21 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> TelemetryGuard {
         // Colours only on a terminal: collected logs (files, journald, container runtimes)
         // would carry the escape codes, and styling every span's fields costs per request.
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_ansi(ansi)
             .with_writer(writer)
             .boxed(),
     };
     #[cfg(feature = "otel")]
     {
         let (otel, provider) = otel::layer(telemetry);
-        let _ = tracing_subscriber::registry()
+        let installed = tracing_subscriber::registry()
             .with(filter)
             .with(fmt)
             .with(otel)
             .try_init();
+        if let (Ok(()), Some(sink)) = (installed, sink) {
+            let _ = ACCESS.set(sink);
+        }
         TelemetryGuard {
             provider,
             _lines: lines,
@@ -79,10 +121,13 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> TelemetryGuard {
     #[cfg(not(feature = "otel"))]
     {
         let _ = telemetry;
-        let _ = tracing_subscriber::registry()
+        let installed = tracing_subscriber::registry()
             .with(filter)
             .with(fmt)
             .try_init();
+        if let (Ok(()), Some(sink)) = (installed, sink) {
+            let _ = ACCESS.set(sink);
+        }
         TelemetryGuard { _lines: lines }
     }
 }

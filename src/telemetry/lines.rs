@@ -128,6 +128,11 @@ fn run<W: Write>(out: W, rx: &Receiver<Msg>, shared: &Shared, window: Duration) 
 }
 
 impl Lines {
+    /// Queues one whole line (ending in a newline), as an info line.
+    pub fn send_line(&self, line: Vec<u8>) {
+        self.send(line, false);
+    }
+
     fn send(&self, line: Vec<u8>, urgent: bool) {
         match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
