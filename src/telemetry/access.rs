@@ -8,8 +8,9 @@
 //! log consumers see no difference. Lines go through tracing as before when colours are on (a
 //! terminal) or when the log writer is not ours (tests installing their own subscriber).
 
+use std::cell::Cell;
 use std::io::Write;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::lines::Lines;
 
@@ -60,13 +61,13 @@ pub fn json(buf: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
     buf.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(buf, now);
     buf.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"plane\":");
-    json_str(buf, l.plane);
+    label(buf, l.plane);
     buf.extend_from_slice(b",\"route\":");
-    json_str(buf, l.route);
+    label(buf, l.route);
     buf.extend_from_slice(b",\"connector\":");
     json_str(buf, l.connector);
     buf.extend_from_slice(b",\"method\":");
-    json_str(buf, l.method);
+    label(buf, l.method);
     buf.extend_from_slice(b",\"status\":");
     decimal(buf, u64::from(l.status), 1);
     buf.extend_from_slice(b",\"duration_ms\":");
@@ -86,13 +87,13 @@ pub fn pretty(buf: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
     buf.extend_from_slice(b"  INFO ");
     buf.extend_from_slice(TARGET.as_bytes());
     buf.extend_from_slice(b": request plane=");
-    debug_str(buf, l.plane);
+    label(buf, l.plane);
     buf.extend_from_slice(b" route=");
-    debug_str(buf, l.route);
+    label(buf, l.route);
     buf.extend_from_slice(b" connector=");
     buf.extend_from_slice(l.connector.as_bytes());
     buf.extend_from_slice(b" method=");
-    debug_str(buf, l.method);
+    label(buf, l.method);
     buf.extend_from_slice(b" status=");
     decimal(buf, u64::from(l.status), 1);
     buf.extend_from_slice(b" duration_ms=");
@@ -103,23 +104,50 @@ pub fn pretty(buf: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
 }
 
 /// RFC 3339 in UTC with microseconds (`2026-12-07T14:33:46.962684Z`), as tracing's default
-/// timer writes it.
+/// timer writes it. The date and time to the second are worked out once a second per thread.
 fn timestamp(buf: &mut Vec<u8>, now: SystemTime) {
-    let t = time::OffsetDateTime::from(now);
-    decimal(buf, u64::try_from(t.year()).unwrap_or(0), 4);
-    buf.push(b'-');
-    decimal(buf, u64::from(u8::from(t.month())), 2);
-    buf.push(b'-');
-    decimal(buf, u64::from(t.day()), 2);
-    buf.push(b'T');
-    decimal(buf, u64::from(t.hour()), 2);
-    buf.push(b':');
-    decimal(buf, u64::from(t.minute()), 2);
-    buf.push(b':');
-    decimal(buf, u64::from(t.second()), 2);
+    thread_local! {
+        static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+    }
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let prefix = SECOND.with(|c| match c.get() {
+        (s, prefix) if s == secs => prefix,
+        _ => {
+            let prefix = to_the_second(secs);
+            c.set((secs, prefix));
+            prefix
+        }
+    });
+    buf.extend_from_slice(&prefix);
     buf.push(b'.');
-    decimal(buf, u64::from(t.microsecond()), 6);
+    decimal(buf, u64::from(since.subsec_micros()), 6);
     buf.push(b'Z');
+}
+
+/// `2026-12-07T14:33:46` for `secs` after the Unix epoch.
+fn to_the_second(secs: u64) -> [u8; 19] {
+    let t = i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let mut out = Vec::with_capacity(19);
+    decimal(&mut out, u64::try_from(t.year()).unwrap_or(0), 4);
+    out.push(b'-');
+    decimal(&mut out, u64::from(u8::from(t.month())), 2);
+    out.push(b'-');
+    decimal(&mut out, u64::from(t.day()), 2);
+    out.push(b'T');
+    decimal(&mut out, u64::from(t.hour()), 2);
+    out.push(b':');
+    decimal(&mut out, u64::from(t.minute()), 2);
+    out.push(b':');
+    decimal(&mut out, u64::from(t.second()), 2);
+    let mut prefix = [b'0'; 19];
+    if let Some(head) = out.get(..19) {
+        prefix.copy_from_slice(head);
+    }
+    prefix
 }
 
 /// `n` in decimal, zero-padded to at least `width` digits.
@@ -139,6 +167,14 @@ fn decimal(buf: &mut Vec<u8>, mut n: u64, width: usize) {
 fn plain(s: &str) -> bool {
     s.bytes()
         .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// A label of the gateway's own (plane, route template, method): plain by construction.
+fn label(buf: &mut Vec<u8>, s: &'static str) {
+    debug_assert!(plain(s), "{s}");
+    buf.push(b'"');
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(b'"');
 }
 
 fn json_str(buf: &mut Vec<u8>, s: &str) {
@@ -163,6 +199,8 @@ fn debug_str(buf: &mut Vec<u8>, s: &str) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
@@ -271,5 +309,23 @@ mod tests {
         let mut buf = Vec::new();
         timestamp(&mut buf, SystemTime::UNIX_EPOCH);
         assert_eq!(buf, b"1970-01-01T00:00:00.000000Z");
+        // The second is kept per thread: the next second, and back, are written afresh.
+        let at = SystemTime::from(at);
+        for (t, text) in [
+            (at, "2026-12-07T09:05:03.000042Z"),
+            (
+                at + Duration::from_millis(999_950),
+                "2026-12-07T09:21:42.950042Z",
+            ),
+            (at + Duration::from_micros(1), "2026-12-07T09:05:03.000043Z"),
+            (
+                at + Duration::from_secs(86_400 * 25),
+                "2027-01-01T09:05:03.000042Z",
+            ),
+        ] {
+            let mut buf = Vec::new();
+            timestamp(&mut buf, t);
+            assert_eq!(String::from_utf8(buf).unwrap(), text);
+        }
     }
 }
