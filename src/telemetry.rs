@@ -74,21 +74,22 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> TelemetryGuard {
     let ansi =
         log.format == LogFormat::Pretty && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut sink = None;
-    let (writer, lines) = match lines::start(std::io::stdout(), lines::BATCH_WINDOW) {
-        Ok((w, flush)) => {
-            if !ansi {
-                sink = Some(access::Sink {
-                    lines: w.clone(),
-                    json: log.format == LogFormat::Json,
-                });
+    let (writer, lines) =
+        match lines::start(std::io::stdout(), lines::BATCH_WINDOW, lines::FLUSH_WAIT) {
+            Ok((w, flush)) => {
+                if !ansi {
+                    sink = Some(access::Sink {
+                        lines: w.clone(),
+                        json: log.format == LogFormat::Json,
+                    });
+                }
+                (BoxMakeWriter::new(w), Some(flush))
             }
-            (BoxMakeWriter::new(w), Some(flush))
-        }
-        Err(e) => {
-            eprintln!("switchboard: log writer thread not started ({e}); writing directly");
-            (BoxMakeWriter::new(std::io::stdout), None)
-        }
-    };
+            Err(e) => {
+                eprintln!("switchboard: log writer thread not started ({e}); writing directly");
+                (BoxMakeWriter::new(std::io::stdout), None)
+            }
+        };
     let fmt = match log.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// How long the writer gathers lines after the first of a batch: the most a line waits.
@@ -25,6 +25,10 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// Lines the queue holds (allocated whole at start: 32 bytes a slot).
 const QUEUE_LINES: usize = 4_096;
+
+/// How long dropping the [`Flush`] guard waits for the queued lines to be written: stdout
+/// blocked for good (a reader that stopped reading) must not keep the process from exiting.
+pub const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 enum Msg {
     Line(Vec<u8>),
@@ -53,13 +57,16 @@ pub struct Flush {
     tx: Sender<Msg>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    wait: Duration,
 }
 
 /// Starts the writer thread over `out`, gathering lines for `window` after the first of a
-/// batch ([`BATCH_WINDOW`] outside tests).
+/// batch ([`BATCH_WINDOW`] outside tests); the guard waits up to `wait` ([`FLUSH_WAIT`]) for
+/// the rest to be written.
 pub fn start<W: Write + Send + 'static>(
     out: W,
     window: Duration,
+    wait: Duration,
 ) -> std::io::Result<(Lines, Flush)> {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE_LINES);
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Arc<Shared>>(1);
@@ -88,6 +95,7 @@ pub fn start<W: Write + Send + 'static>(
             tx,
             shared,
             thread: Some(thread),
+            wait,
         },
     ))
 }
@@ -103,7 +111,9 @@ fn run<W: Write>(out: W, rx: &Receiver<Msg>, shared: &Shared, window: Duration) 
         shared.idle.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if rx.is_empty() {
-            std::thread::park();
+            // Woken by the next line; the timeout only notices every sender gone (the guard
+            // gave up on a stuck output) so that the thread ends.
+            std::thread::park_timeout(Duration::from_secs(1));
         }
         shared.idle.store(false, Ordering::SeqCst);
         // A warning sent after this swap unparks the gathering below (or before it: the
@@ -112,12 +122,17 @@ fn run<W: Write>(out: W, rx: &Receiver<Msg>, shared: &Shared, window: Duration) 
             std::thread::park_timeout(window);
         }
         let mut stop = false;
-        while let Ok(msg) = rx.try_recv() {
-            match msg {
-                Msg::Line(line) => {
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Line(line)) => {
                     let _ = out.write_all(&line);
                 }
-                Msg::Stop => stop = true,
+                Ok(Msg::Stop) => stop = true,
+                Err(TryRecvError::Disconnected) => {
+                    stop = true;
+                    break;
+                }
+                Err(TryRecvError::Empty) => break,
             }
         }
         let _ = out.flush();
@@ -192,12 +207,23 @@ impl<'a> MakeWriter<'a> for Lines {
 
 impl Drop for Flush {
     fn drop(&mut self) {
-        let _ = self.tx.send(Msg::Stop);
+        let deadline = std::time::Instant::now() + self.wait;
+        // A full queue with the writer stuck makes even the stop wait: bounded too.
+        let _ = self.tx.send_deadline(Msg::Stop, deadline);
         self.shared.urgent.store(true, Ordering::SeqCst);
         self.shared.writer.unpark();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let Some(t) = self.thread.take() else { return };
+        while !t.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                eprintln!(
+                    "switchboard: log lines not written within {:?} of stopping (stdout blocked?)",
+                    self.wait
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
+        let _ = t.join();
     }
 }
 
@@ -232,7 +258,7 @@ mod tests {
     #[test]
     fn every_line_is_written_in_order_and_the_guard_flushes_the_rest() {
         let (out_tx, out_rx) = crossbeam_channel::unbounded();
-        let (lines, flush) = start(Collect(out_tx), BATCH_WINDOW).unwrap();
+        let (lines, flush) = start(Collect(out_tx), BATCH_WINDOW, FLUSH_WAIT).unwrap();
         // More than the queue holds: senders wait for the writer, nothing is dropped.
         let n = QUEUE_LINES * 3;
         let senders: Vec<_> = (0..2)
@@ -268,7 +294,7 @@ mod tests {
     #[test]
     fn a_single_line_is_written_without_more_coming() {
         let (out_tx, out_rx) = crossbeam_channel::unbounded();
-        let (lines, _flush) = start(Collect(out_tx), BATCH_WINDOW).unwrap();
+        let (lines, _flush) = start(Collect(out_tx), BATCH_WINDOW, FLUSH_WAIT).unwrap();
         for round in 0..3 {
             lines
                 .make_writer()
@@ -285,7 +311,8 @@ mod tests {
     fn a_warning_cuts_the_batch_window_short() {
         let (out_tx, out_rx) = crossbeam_channel::unbounded();
         // A window no test outlives: only the warning can get these lines written.
-        let (lines, _flush) = start(Collect(out_tx), Duration::from_secs(3_600)).unwrap();
+        let (lines, _flush) =
+            start(Collect(out_tx), Duration::from_secs(3_600), FLUSH_WAIT).unwrap();
         lines.make_writer().write_all(b"info\n").unwrap();
         let warning = tracing::Metadata::new(
             "warning",
@@ -307,6 +334,41 @@ mod tests {
             text.push_str(std::str::from_utf8(&got).unwrap());
         }
         assert_eq!(text, "info\nwarn\n");
+    }
+
+    /// An output that never finishes a write (a pipe nobody reads).
+    struct Stuck(crossbeam_channel::Receiver<()>);
+
+    impl Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            Err(std::io::Error::other("unblocked"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_output_does_not_keep_the_guard_waiting() {
+        let (never_tx, never_rx) = crossbeam_channel::bounded::<()>(0);
+        let wait = Duration::from_millis(300);
+        let (lines, flush) = start(Stuck(never_rx), Duration::ZERO, wait).unwrap();
+        // Fill the queue behind the stuck write, from a thread that may block when it is full.
+        let filler = std::thread::spawn(move || {
+            for i in 0..QUEUE_LINES + 10 {
+                lines.send_line(format!("{i}\n").into_bytes());
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        drop(flush);
+        let took = started.elapsed();
+        assert!(took >= wait, "gave up early: {took:?}");
+        assert!(took < Duration::from_secs(30), "waited {took:?}");
+        // Unblocks the writer, then the filler; with every sender gone the writer ends too.
+        drop(never_tx);
+        filler.join().unwrap();
     }
 
     struct Callsite;
