@@ -283,6 +283,10 @@ mod tests {
         let batch = json_scan(br#" [{"method":"ping"}]"#, 64);
         assert!(batch.array && !batch.too_deep);
         assert!(json_scan(br#"{"method":"x","a":[[[]]]}"#, 3).too_deep);
+        // The text's nesting counts, not the parsed value's: a repeated member keeps its last,
+        // shallower value, but a parser still goes through the deeper first one.
+        assert!(json_scan(br#"{"a":[[[]]],"a":1}"#, 3).too_deep);
+        assert!(!json_scan(br#"{"a":[[]],"a":1}"#, 3).too_deep);
         // Cut short anywhere: no panic, no guess past the end.
         let whole = br#"{"method":"tools/call","params":{"a":"b\"c\\"}}"#;
         for end in 0..whole.len() {

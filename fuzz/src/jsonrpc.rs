@@ -6,25 +6,46 @@
 //! non-null id, every message carried `"jsonrpc": "2.0"`.
 //!
 //! `limits::json_scan` (the relay's one-pass depth check and method peek) never panics; on
-//! valid JSON its depth verdict and array flag agree with the parsed value, a method it finds
-//! is the object's `method` string, and it finds it whenever the text has exactly one
-//! `"method"` and no escapes.
+//! valid JSON its depth verdict agrees with the text's nesting and its array flag with the
+//! parsed value, a method it finds is the object's `method` string, and it finds it whenever
+//! the text has exactly one `"method"` and no escapes.
 
 use serde_json::Value;
 use switchboard::mcp::jsonrpc::Message;
 
-fn depth(v: &Value) -> usize {
-    match v {
-        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
-        _ => 0,
+/// The deepest nesting of arrays and objects in the text. Not the parsed value's: with a
+/// repeated member the value keeps the last one, which may be shallower than an earlier one
+/// the text (and so a parser) still has to go through.
+fn depth(data: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in data {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
     }
+    deepest
 }
 
 fn check_scan(data: &[u8], value: &Value) {
     const LIMIT: usize = 6;
     let scan = switchboard::limits::json_scan(data, LIMIT);
-    assert_eq!(scan.too_deep, depth(value) > LIMIT, "depth verdict");
+    assert_eq!(scan.too_deep, depth(data) > LIMIT, "depth verdict");
     if scan.too_deep {
         return;
     }
