@@ -172,6 +172,10 @@ fn plain(s: &str) -> bool {
 /// A label of the gateway's own (plane, route template, method): plain by construction.
 fn label(buf: &mut Vec<u8>, s: &'static str) {
     debug_assert!(plain(s), "{s}");
+    quoted(buf, s);
+}
+
+fn quoted(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
     buf.extend_from_slice(s.as_bytes());
     buf.push(b'"');
@@ -179,9 +183,7 @@ fn label(buf: &mut Vec<u8>, s: &'static str) {
 
 fn json_str(buf: &mut Vec<u8>, s: &str) {
     if plain(s) {
-        buf.push(b'"');
-        buf.extend_from_slice(s.as_bytes());
-        buf.push(b'"');
+        quoted(buf, s);
     } else {
         let _ = serde_json::to_writer(&mut *buf, s);
     }
@@ -189,9 +191,7 @@ fn json_str(buf: &mut Vec<u8>, s: &str) {
 
 fn debug_str(buf: &mut Vec<u8>, s: &str) {
     if plain(s) {
-        buf.push(b'"');
-        buf.extend_from_slice(s.as_bytes());
-        buf.push(b'"');
+        quoted(buf, s);
     } else {
         let _ = write!(buf, "{s:?}");
     }
@@ -204,23 +204,13 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
+    use crate::telemetry::lines::tests::{Collect, collected};
 
     /// What tracing-subscriber writes for the same event (without the timestamp, which the
     /// reference formatter is told to leave out).
     fn reference(l: &AccessLine<'_>, json: bool) -> String {
-        #[derive(Clone)]
-        struct Buf(crossbeam_channel::Sender<Vec<u8>>);
-        impl Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                let _ = self.0.send(b.to_vec());
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let (tx, rx) = crossbeam_channel::unbounded();
-        let make = move || Buf(tx.clone());
+        let make = move || Collect(tx.clone());
         let layer = tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .without_time()
@@ -243,7 +233,7 @@ mod tests {
                 "request"
             );
         });
-        String::from_utf8(rx.try_iter().flatten().collect()).unwrap()
+        collected(&rx)
     }
 
     fn samples() -> Vec<AccessLine<'static>> {

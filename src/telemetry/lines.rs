@@ -234,12 +234,12 @@ impl std::fmt::Debug for Flush {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A `Write` into a shared buffer the test reads back, through a pipe-like channel.
     #[derive(Clone)]
-    struct Collect(crossbeam_channel::Sender<Vec<u8>>);
+    pub struct Collect(pub crossbeam_channel::Sender<Vec<u8>>);
 
     impl Write for Collect {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -251,7 +251,7 @@ mod tests {
         }
     }
 
-    fn collected(rx: &crossbeam_channel::Receiver<Vec<u8>>) -> String {
+    pub fn collected(rx: &crossbeam_channel::Receiver<Vec<u8>>) -> String {
         String::from_utf8(rx.try_iter().flatten().collect()).unwrap()
     }
 
