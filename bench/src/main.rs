@@ -92,7 +92,7 @@ struct RunArgs {
     no_nginx: bool,
     #[arg(long)]
     no_rmcp: bool,
-    /// Only these scenarios (comma-separated: 1,1c1,2,3,4,5a,5b,rmcp,6,ka,7).
+    /// Only these scenarios (comma-separated: 1,1c1,1c1s,2,3,4,5a,5b,rmcp,6,ka,7).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     #[arg(long, default_value = "bench/results/latest.json")]

@@ -182,6 +182,17 @@ pub fn pinned(program: &Path, cpu: Option<usize>) -> Command {
     }
 }
 
+/// Moves every thread of a running process to `cpu` (`taskset -a -p`).
+pub fn move_to(pid: u32, cpu: usize) -> Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset")?;
+    anyhow::ensure!(status.success(), "taskset -a -p -c {cpu} {pid}: {status}");
+    Ok(())
+}
+
 pub fn which(program: &str) -> bool {
     std::process::Command::new("sh")
         .arg("-c")

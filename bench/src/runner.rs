@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use crate::load::{self, Sample};
+use crate::procs;
 use crate::rig::Settings;
 use crate::scenarios::{RatioTo, Scenario};
 
@@ -79,6 +80,21 @@ impl Row {
 
 /// Runs one scenario; `s1_direct_rps` is scenario 1's direct median (for [`RatioTo::Scenario1Direct`]).
 pub async fn run(sc: &Scenario, s: &Settings, s1_direct_rps: Option<f64>) -> Result<Vec<Row>> {
+    let (Some(side), Some(home), true) = (s.side_cpu, s.gateway_cpu, sc.one_core) else {
+        return measure(sc, s, s1_direct_rps).await;
+    };
+    let watched: Vec<u32> = sc.targets.iter().filter_map(|t| t.watch).collect();
+    for &pid in &watched {
+        procs::move_to(pid, side)?;
+    }
+    let rows = measure(sc, s, s1_direct_rps).await;
+    for &pid in &watched {
+        procs::move_to(pid, home)?;
+    }
+    rows
+}
+
+async fn measure(sc: &Scenario, s: &Settings, s1_direct_rps: Option<f64>) -> Result<Vec<Row>> {
     let reps = sc.reps.unwrap_or(s.reps).max(1);
     let mut samples: Vec<Vec<Rep>> = vec![Vec::new(); sc.targets.len()];
     eprintln!(

@@ -42,6 +42,10 @@ pub struct Scenario {
     pub ratio_to: RatioTo,
     /// Fewer repetitions than the run's (the realism run).
     pub reps: Option<usize>,
+    /// Run with the watched processes moved onto the side core, beside the load generator and
+    /// the upstream: every process on one core, so no message waits for another core to wake
+    /// up (what a one-connection latency is made of on this VM, for any relay).
+    pub one_core: bool,
 }
 
 /// The JSON-RPC `tools/call` of the echo tool.
@@ -166,6 +170,17 @@ pub fn all(rig: &Rig, s: &Settings) -> Result<Vec<Scenario>> {
             t,
         ));
     }
+    if s.wants("1c1s") && s.side_cpu.is_some() {
+        let t = mcp_call(rig, s, false, 1)?;
+        out.push(Scenario {
+            one_core: true,
+            ..scenario(
+                "1c1s",
+                "tools/call via /mcp, JSON, 1 conn, all on one core".into(),
+                t,
+            )
+        });
+    }
     if s.wants("2") {
         let t = mcp_call(rig, s, true, c)?;
         out.push(scenario(
@@ -274,6 +289,7 @@ fn scenario(id: &'static str, title: String, targets: Vec<Target>) -> Scenario {
         targets,
         ratio_to: RatioTo::OwnDirect,
         reps: None,
+        one_core: false,
     }
 }
 
