@@ -4,6 +4,9 @@
 //! reqwest re-parses the URL twice (its redirect policy and its response URL), a fifth of what
 //! a relayed call cost.
 //!
+//! Listening streams (`GET` without an idle timeout) go over a connection of their own through
+//! [`super::listen`], which holds far less memory per open stream.
+//!
 //! Timeouts: connecting (TCP) is bounded by `connect_timeout`; with an idle timeout, the
 //! answer's head must arrive within it (connecting and TLS included) and then every body chunk
 //! within it of the previous one. Without (listening streams), only connecting is bounded.
@@ -14,13 +17,11 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use futures_util::{Stream, StreamExt};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::GatewayError;
-use crate::net::{GuardedResolver, NetPolicy};
-
-type Connector = hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>;
+use super::listen::{self, ListenBody, ListenClient};
+use crate::net::NetPolicy;
 
 /// How long an idle pooled connection to an upstream is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -28,7 +29,8 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 /// A pooled upstream client for the relays.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<Connector, Body>,
+    client: Client<listen::Connector, Body>,
+    listen: ListenClient,
 }
 
 /// An upstream's answer: its head, and its body still to be read.
@@ -36,27 +38,40 @@ pub struct UpstreamClient {
 pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    body: hyper::body::Incoming,
+    body: AnswerBody,
     idle: Option<Duration>,
+}
+
+/// Where an answer's body comes from.
+#[derive(Debug)]
+enum AnswerBody {
+    Pooled(hyper::body::Incoming),
+    /// Boxed: a TLS connection is large.
+    Own(Box<ListenBody<listen::Conn>>),
 }
 
 impl UpstreamClient {
     pub fn new(policy: &NetPolicy, connect_timeout: Duration) -> Result<Self, String> {
         // The provider named, not the process default: another dependency compiling a second
         // provider into the binary must not make this ambiguous.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| format!("TLS set-up: {e}"))?
-            .https_or_http()
-            .enable_http1()
+        let builder = || {
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+                .map_err(|e| format!("TLS set-up: {e}"))
+                .map(|b| b.https_or_http().enable_http1())
+        };
+        let https = builder()?
             .enable_http2()
             .wrap_connector(policy.http_connector(connect_timeout));
+        // HTTP/1.1 only: that is all the listening streams' client speaks.
+        let listen =
+            ListenClient::new(builder()?.wrap_connector(policy.http_connector(connect_timeout)));
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE)
             .build(https);
-        Ok(Self { client })
+        Ok(Self { client, listen })
     }
 
     /// Sends a request to `uri` ([`uri_of`], [`crate::mcp::Target::uri`]). `idle`: see the
@@ -73,6 +88,19 @@ impl UpstreamClient {
         let uri = uri.map_err(Failure::Url)?;
         if !headers.contains_key(header::ACCEPT) {
             headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        }
+        if idle.is_none() && method == Method::GET {
+            let (head, body) = self
+                .listen
+                .get(&uri, &headers)
+                .await
+                .map_err(Failure::Listen)?;
+            return Ok(Answer {
+                status: head.status,
+                headers: head.headers,
+                body: AnswerBody::Own(Box::new(body)),
+                idle,
+            });
         }
         let mut request = axum::http::Request::new(body);
         *request.method_mut() = method;
@@ -91,7 +119,7 @@ impl UpstreamClient {
         Ok(Answer {
             status: head.status,
             headers: head.headers,
-            body,
+            body: AnswerBody::Pooled(body),
             idle,
         })
     }
@@ -113,6 +141,8 @@ pub enum Failure {
     Url(String),
     /// Connecting, sending or receiving the head failed.
     Exchange(hyper_util::client::legacy::Error),
+    /// The same, for a listening stream.
+    Listen(listen::BoxError),
 }
 
 impl Failure {
@@ -129,12 +159,14 @@ impl From<Failure> for GatewayError {
         let e = match f {
             Failure::Timeout => return GatewayError::UpstreamTimeout,
             Failure::Url(e) => return GatewayError::Internal(format!("upstream URL: {e}")),
-            Failure::Exchange(e) => e,
+            Failure::Exchange(e) => Box::new(e) as listen::BoxError,
+            Failure::Listen(e) => e,
         };
-        if let Some(refused) = crate::net::refused_in(&e) {
+        let e: &(dyn std::error::Error + 'static) = &*e;
+        if let Some(refused) = crate::net::refused_in(e) {
             return GatewayError::DestinationProhibited(refused);
         }
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut cur = Some(e);
         while let Some(err) = cur {
             if err
                 .downcast_ref::<std::io::Error>()
@@ -144,7 +176,7 @@ impl From<Failure> for GatewayError {
             }
             cur = err.source();
         }
-        GatewayError::UpstreamUnavailable(crate::net::cause_chain(&e))
+        GatewayError::UpstreamUnavailable(crate::net::cause_chain(e))
     }
 }
 
@@ -154,9 +186,13 @@ impl Answer {
     pub fn bytes_stream(
         self,
     ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin + 'static {
-        let frames = http_body_util::BodyDataStream::new(self.body)
-            .map(|r| r.map_err(std::io::Error::other));
-        match self.idle {
+        let body = match self.body {
+            AnswerBody::Own(body) => return body.right_stream(),
+            AnswerBody::Pooled(body) => body,
+        };
+        let frames =
+            http_body_util::BodyDataStream::new(body).map(|r| r.map_err(std::io::Error::other));
+        let pooled = match self.idle {
             None => frames.left_stream(),
             Some(limit) => futures_util::stream::unfold(Some(frames), move |frames| async move {
                 let mut frames = frames?;
@@ -174,7 +210,8 @@ impl Answer {
             })
             .boxed()
             .right_stream(),
-        }
+        };
+        pooled.left_stream()
     }
 
     /// The body as text for an error message (capped at the upstream answer limit;
