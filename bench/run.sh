@@ -11,6 +11,8 @@
 #   bash bench/run.sh --update-baseline  measure the callgrind figure 3 times, write the median
 #                                        into bench/baseline.json
 #   bash bench/run.sh --profile          the callgrind figure and where its instructions go
+#   bash bench/run.sh --order            remake link/symbol-order.txt (the code layout list,
+#                                        decision 018) from a whole callgrind run, then rebuild
 #   bash bench/run.sh [--smoke] -- ARGS  pass ARGS to `bench run` (e.g. --only 1,3 --reps 3)
 #
 # Builds the gateway and the harness in release mode, installs nginx and valgrind (apt) when
@@ -30,8 +32,9 @@ while (($#)); do
         --gate) mode=gate ;;
         --update-baseline) mode=baseline ;;
         --profile) mode=profile ;;
+        --order) mode=order ;;
         --) shift; pass=("$@"); break ;;
-        *) echo "usage: bash bench/run.sh [--smoke|--gate|--update-baseline|--profile] [-- ARGS]" >&2; exit 2 ;;
+        *) echo "usage: bash bench/run.sh [--smoke|--gate|--update-baseline|--profile|--order] [-- ARGS]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -67,7 +70,10 @@ say "open files limit: $(ulimit -n)"
 
 say "building the gateway and the harness (cargo build --release; the first build takes minutes)"
 started=$SECONDS
-cargo build --release -p switchboard -p bench
+# Apart, not together: built together, the harness's features of shared dependencies would
+# change the gateway's build (and its symbol names, which the code layout list names).
+cargo build --release -p switchboard
+cargo build --release -p bench
 say "build took $((SECONDS - started)) s"
 
 bench_bin="$target_dir/release/bench"
@@ -114,4 +120,9 @@ case "$mode" in
     gate) bench callgrind ;;
     profile) bench callgrind --profile 40 ;;
     baseline) bench callgrind --repeat 3 --update-baseline ;;
+    order)
+        bench callgrind --write-order link/symbol-order.txt
+        say "rebuilding with the new code layout"
+        cargo build --release -p switchboard
+        ;;
 esac

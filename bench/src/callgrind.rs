@@ -101,13 +101,14 @@ async fn control(flag: &str, pid: u32) -> Result<()> {
 ///
 /// With `counted == false` nothing is zeroed: the file written at exit covers the whole run
 /// (for the profile, whose per-function figures a dump taken mid-run would distort for the
-/// functions active at that moment).
+/// functions active at that moment). `mangled`: function names as the linker knows them.
 pub async fn run_once(
     bin: &Path,
     dir: &Path,
     up: &Upstream,
     calls: u64,
     counted: bool,
+    mangled: bool,
 ) -> Result<Run> {
     let out_file = dir.join(format!("callgrind.{calls}.out"));
     let dump = dir.join(format!("callgrind.{calls}.out.1"));
@@ -117,6 +118,11 @@ pub async fn run_once(
         access_log: false,
         cpu: None,
         callgrind_out: Some(out_file.clone()),
+        valgrind_args: if mangled {
+            vec!["--demangle=no".to_owned()]
+        } else {
+            Vec::new()
+        },
         extra_env: determinism_env(),
     };
     let started = Instant::now();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::{Common, Scratch, callgrind, procs, profile, report, rig, runner};
+use crate::{Common, Scratch, callgrind, order, procs, profile, report, rig, runner};
 
 #[derive(Args, Debug)]
 pub struct GateArgs {
@@ -28,6 +28,12 @@ pub struct GateArgs {
     /// Print the top N functions by instructions per call (inclusive and self).
     #[arg(long, default_value_t = 0)]
     pub profile: usize,
+    /// Instead of the figure: write the code layout list here (decision 018) from a whole run.
+    #[arg(long)]
+    pub write_order: Option<PathBuf>,
+    /// The code layout list whose coverage of the binary is checked.
+    #[arg(long, default_value = "link/symbol-order.txt")]
+    pub order: PathBuf,
     /// Where callgrind files and callgrind.json go.
     #[arg(long, default_value = "bench/results")]
     pub out_dir: PathBuf,
@@ -41,6 +47,31 @@ pub async fn run(a: GateArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out_dir)?;
     let scratch = Scratch::new("callgrind")?;
     let up = rig::Upstream::start("upstream", side_cpu).await?;
+    if let Some(path) = &a.write_order {
+        eprintln!(
+            "bench: callgrind run for the code layout: start-up, set-up, {} calls, shutdown",
+            a.low
+        );
+        let r = callgrind::run_once(&bin, &scratch.0, &up, a.low, false, true).await?;
+        let _ = up.proc.stop(Duration::from_secs(5)).await;
+        let name = bin
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("switchboard");
+        let functions = order::executed(&r.out_file, name)?;
+        anyhow::ensure!(
+            !functions.is_empty(),
+            "no function of {name} in {}",
+            r.out_file.display()
+        );
+        order::write(path, &functions, "bash bench/run.sh --order")?;
+        println!(
+            "code layout: {} functions written to {}",
+            functions.len(),
+            path.display()
+        );
+        return Ok(());
+    }
     let mut figures = Vec::new();
     let mut last = None;
     for i in 0..a.repeat.max(1) {
@@ -51,7 +82,7 @@ pub async fn run(a: GateArgs) -> Result<()> {
                 i + 1,
                 a.repeat.max(1)
             );
-            let r = callgrind::run_once(&bin, &scratch.0, &up, n, true).await?;
+            let r = callgrind::run_once(&bin, &scratch.0, &up, n, true, false).await?;
             let kept = a.out_dir.join(format!("callgrind.{n}.{}.out", i + 1));
             std::fs::copy(&r.out_file, &kept)?;
             eprintln!("bench:   Ir = {} ({:.1} s)", r.ir, r.secs);
@@ -71,8 +102,8 @@ pub async fn run(a: GateArgs) -> Result<()> {
             "bench: profile runs ({} and {} calls, whole runs)",
             a.low, a.high
         );
-        let low = callgrind::run_once(&bin, &scratch.0, &up, a.low, false).await?;
-        let high = callgrind::run_once(&bin, &scratch.0, &up, a.high, false).await?;
+        let low = callgrind::run_once(&bin, &scratch.0, &up, a.low, false, false).await?;
+        let high = callgrind::run_once(&bin, &scratch.0, &up, a.high, false, false).await?;
         for r in [&low, &high] {
             std::fs::copy(
                 &r.out_file,
@@ -137,6 +168,7 @@ pub async fn run(a: GateArgs) -> Result<()> {
         );
         return Ok(());
     }
+    layout_coverage(&a.order, &bin)?;
     match callgrind::read_baseline(&a.baseline)? {
         Some(base) => println!("{}", callgrind::gate(figure, &base)?),
         None => println!(
@@ -144,5 +176,29 @@ pub async fn run(a: GateArgs) -> Result<()> {
             a.baseline.display()
         ),
     }
+    Ok(())
+}
+
+/// Below this share of its names in the binary, the code layout list is stale: the gate fails.
+const LAYOUT_MIN_COVERAGE: f64 = 0.8;
+
+/// How much of the code layout list the binary still has (names change with the compiler and
+/// the dependencies).
+fn layout_coverage(list: &std::path::Path, bin: &std::path::Path) -> Result<()> {
+    if !list.exists() {
+        return Ok(());
+    }
+    let (found, listed) = order::coverage(list, bin)?;
+    let share = found as f64 / listed.max(1) as f64;
+    println!(
+        "code layout ({}): {found} of {listed} functions found in the binary ({:.1}%)",
+        list.display(),
+        share * 100.0
+    );
+    anyhow::ensure!(
+        share >= LAYOUT_MIN_COVERAGE,
+        "the code layout list is stale (under {:.0}% of its functions are in the binary): remake it with `bash bench/run.sh --order`",
+        LAYOUT_MIN_COVERAGE * 100.0
+    );
     Ok(())
 }

@@ -29,6 +29,8 @@ pub struct Options {
     pub cpu: Option<usize>,
     /// Run under `valgrind --tool=callgrind`, writing this file.
     pub callgrind_out: Option<PathBuf>,
+    /// Further valgrind options (e.g. `--demangle=no`).
+    pub valgrind_args: Vec<String>,
     /// Further environment (the callgrind gate's determinism settings).
     pub extra_env: Vec<(String, String)>,
 }
@@ -54,7 +56,8 @@ impl Gateway {
             Some(file) => {
                 let mut c = tokio::process::Command::new("valgrind");
                 c.arg("--tool=callgrind")
-                    .arg(format!("--callgrind-out-file={}", file.display()));
+                    .arg(format!("--callgrind-out-file={}", file.display()))
+                    .args(&opts.valgrind_args);
                 if let Ok(extra) = std::env::var("SWITCHBOARD_BENCH_VALGRIND_ARGS") {
                     c.args(extra.split_whitespace());
                 }

@@ -10,6 +10,7 @@ mod hist;
 mod load;
 mod memory;
 mod nginx;
+mod order;
 mod procs;
 mod profile;
 mod report;

@@ -131,6 +131,7 @@ pub async fn gateway(
         access_log,
         cpu: s.gateway_cpu,
         callgrind_out: None,
+        valgrind_args: Vec::new(),
         extra_env: Vec::new(),
     };
     let gw = Gateway::start(&s.gateway_bin, dir, label, &opts).await?;
@@ -152,6 +153,7 @@ impl Rig {
             access_log: false,
             cpu: s.gateway_cpu,
             callgrind_out: None,
+            valgrind_args: Vec::new(),
             extra_env: Vec::new(),
         };
         let gw = Gateway::start(&s.gateway_bin, dir, "main", &opts).await?;
