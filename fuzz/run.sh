@@ -22,7 +22,7 @@ set -uo pipefail
 FUZZ_DIR="$(cd "$(dirname "$0")" && pwd)"
 SECS="${1:-60}"
 shift || true
-ALL_TARGETS=(jsonrpc sse_relay sealed_session oauth_state proxy_status config)
+ALL_TARGETS=(jsonrpc sse_relay listen sealed_session oauth_state proxy_status config)
 if (($# > 0)); then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 CARGO_FUZZ_VERSION=0.13.2
 TARGET_DIR="${SWITCHBOARD_FUZZ_TARGET_DIR:-$FUZZ_DIR/target}"

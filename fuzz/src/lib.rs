@@ -6,6 +6,7 @@
 pub mod config;
 pub mod input;
 pub mod jsonrpc;
+pub mod listen;
 pub mod oauth_state;
 pub mod proxy_status;
 pub mod sealed_session;

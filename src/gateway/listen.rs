@@ -124,6 +124,10 @@ where
                 .parse(&buf)
                 .map_err(|e| bad(format!("upstream answer head: {e}")))?;
             if let httparse::Status::Complete(len) = parsed {
+                // However the head arrived (one read or many), the same limit.
+                if len > MAX_HEAD {
+                    return Err(bad("upstream answer head over 64 KiB"));
+                }
                 let code = answer.code.unwrap_or_default();
                 let status = StatusCode::from_u16(code)
                     .map_err(|_| bad(format!("upstream answer status {code}")))?;

@@ -6,7 +6,7 @@ mod error;
 mod headers;
 mod http_relay;
 mod legacy_bridge;
-mod listen;
+pub mod listen;
 pub mod mcp_relay;
 pub mod proxy_status;
 pub mod session;

@@ -93,7 +93,10 @@ async fn list_changed_and_updates_reach_every_replica() {
     );
     let fetched = lists.load(Ordering::SeqCst);
 
-    // A sees list_changed (on a tool call's stream); B's next listing is fresh within a second.
+    // A sees list_changed (on a tool call's stream); B's next listing is fresh within
+    // milliseconds (the time is printed). The bound is 5 s, not 1: under a full parallel test
+    // run on two cores 1 s was once not enough; without the event B would serve its cached
+    // list until the cache's TTL, minutes away.
     let (status, r) = a
         .post(
             "/v1/connectors/changing/tools/x/call",
@@ -104,7 +107,7 @@ async fn list_changed_and_updates_reach_every_replica() {
     assert_eq!(status, StatusCode::OK, "{r}");
     let started = Instant::now();
     let mut fresh = false;
-    while started.elapsed() < Duration::from_secs(1) {
+    while started.elapsed() < Duration::from_secs(5) {
         let (_, now) = b.get("/v1/connectors/changing/tools", &key).await;
         if tool_names(&now) != tool_names(&first) {
             fresh = true;
@@ -136,7 +139,7 @@ async fn list_changed_and_updates_reach_every_replica() {
     // server. Without NOTIFY, B would keep the old one for `store.cache_ttl_seconds` (10 s).
     let patched = std::time::Instant::now();
     let mut names = Vec::new();
-    while patched.elapsed() < Duration::from_secs(1) {
+    while patched.elapsed() < Duration::from_secs(5) {
         let (_, listed) = b.get("/v1/connectors/changing/tools", &key).await;
         names = tool_names(&listed);
         if names == ["tool100"] {
@@ -144,7 +147,11 @@ async fn list_changed_and_updates_reach_every_replica() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(names, ["tool100"], "B still used the old server after 1 s");
+    assert_eq!(
+        names,
+        ["tool100"],
+        "B still used the old server after 5 s (the store cache's TTL is 10 s)"
+    );
     eprintln!(
         "replica B used the new server URL {:?} after the PATCH answered",
         patched.elapsed()
