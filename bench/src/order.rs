@@ -114,8 +114,8 @@ mod tests {
 
     #[test]
     fn self_costs_of_the_binarys_functions() {
-        let dir = std::env::temp_dir().join(format!("bench-order-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::Scratch::new("order-test").unwrap();
+        let dir = &scratch.0;
         let file = dir.join("cg.out");
         std::fs::write(
             &file,
@@ -134,6 +134,5 @@ mod tests {
         let text = std::fs::read_to_string(&list).unwrap();
         assert!(text.starts_with("# Code layout"));
         assert!(text.ends_with("hot\n_ZN1a4mainE\n"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

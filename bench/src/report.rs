@@ -36,71 +36,87 @@ pub fn access_log_cost(rows: &[Row]) -> Option<f64> {
 
 /// (what, figure, budget, within budget).
 fn budgets(r: &Results) -> Vec<(String, String, String, Option<bool>)> {
-    let mut out = Vec::new();
-    let mut add = |what: &str, figure: Option<f64>, unit: &str, budget: f64, at_most: bool| {
-        let ok = figure.map(|f| if at_most { f <= budget } else { f >= budget });
-        let sign = if at_most { "≤" } else { "≥" };
-        out.push((
-            what.to_owned(),
-            figure.map_or("not measured".into(), |f| format!("{f:.2}{unit}")),
-            format!("{sign} {budget}{unit}"),
-            ok,
-        ));
-    };
-    let gw1 = row(&r.rows, "1", "gateway");
-    add(
-        "scenario 1: throughput × direct (16 conns)",
-        gw1.and_then(|g| g.ratio),
-        "×",
-        0.75,
-        false,
-    );
-    add(
-        "scenario 1: gateway CPU per call",
-        gw1.and_then(|g| g.cpu_us),
-        " µs",
-        25.0,
-        true,
-    );
-    let one = row(&r.rows, "1c1s", "gateway");
-    add(
-        "scenario 1: added p50 at 1 conn (one core)",
-        one.and_then(|g| g.added_p50_us),
-        " µs",
-        40.0,
-        true,
-    );
-    let across = row(&r.rows, "1c1", "gateway");
-    add(
-        "scenario 1: added p50 at 1 conn (across cores)",
-        across.and_then(|g| g.added_p50_us),
-        " µs",
-        40.0,
-        true,
-    );
-    let gw3 = row(&r.rows, "3", "gateway");
-    add(
-        "scenario 3: throughput × scenario 1 direct",
-        gw3.and_then(|g| g.ratio),
-        "×",
-        0.8,
-        false,
-    );
-    let base = r.base_rss_kib.map(|k| k as f64 / 1024.0);
-    add("base memory (RSS after start)", base, " MiB", 10.0, true);
-    let ka = r.keepalive.as_ref().map(PerItem::per_item_kib);
-    add(
-        "memory per idle keep-alive connection",
-        ka,
-        " KiB",
-        16.0,
-        true,
-    );
-    let st = r.streams.as_ref().map(PerItem::per_item_kib);
-    add("memory per open SSE stream", st, " KiB", 16.0, true);
-    let cost = access_log_cost(&r.rows).map(|c| c * 100.0);
-    add("access log on: throughput cost", cost, " %", 10.0, true);
-    out
+    let gateway = |scenario: &str| row(&r.rows, scenario, "gateway");
+    let kib = |m: &Option<PerItem>| m.as_ref().map(PerItem::per_item_kib);
+    // (what, figure, unit, budget, at most (else at least))
+    let table: [(&str, Option<f64>, &str, f64, bool); 9] = [
+        (
+            "scenario 1: throughput × direct (16 conns)",
+            gateway("1").and_then(|g| g.ratio),
+            "×",
+            0.75,
+            false,
+        ),
+        (
+            "scenario 1: gateway CPU per call",
+            gateway("1").and_then(|g| g.cpu_us),
+            " µs",
+            25.0,
+            true,
+        ),
+        (
+            "scenario 1: added p50 at 1 conn (one core)",
+            gateway("1c1s").and_then(|g| g.added_p50_us),
+            " µs",
+            40.0,
+            true,
+        ),
+        (
+            "scenario 1: added p50 at 1 conn (across cores)",
+            gateway("1c1").and_then(|g| g.added_p50_us),
+            " µs",
+            40.0,
+            true,
+        ),
+        (
+            "scenario 3: throughput × scenario 1 direct",
+            gateway("3").and_then(|g| g.ratio),
+            "×",
+            0.8,
+            false,
+        ),
+        (
+            "base memory (RSS after start)",
+            r.base_rss_kib.map(|k| k as f64 / 1024.0),
+            " MiB",
+            10.0,
+            true,
+        ),
+        (
+            "memory per idle keep-alive connection",
+            kib(&r.keepalive),
+            " KiB",
+            16.0,
+            true,
+        ),
+        (
+            "memory per open SSE stream",
+            kib(&r.streams),
+            " KiB",
+            16.0,
+            true,
+        ),
+        (
+            "access log on: throughput cost",
+            access_log_cost(&r.rows).map(|c| c * 100.0),
+            " %",
+            10.0,
+            true,
+        ),
+    ];
+    table
+        .into_iter()
+        .map(|(what, figure, unit, budget, at_most)| {
+            let ok = figure.map(|f| if at_most { f <= budget } else { f >= budget });
+            let sign = if at_most { "≤" } else { "≥" };
+            (
+                what.to_owned(),
+                figure.map_or("not measured".into(), |f| format!("{f:.2}{unit}")),
+                format!("{sign} {budget}{unit}"),
+                ok,
+            )
+        })
+        .collect()
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
