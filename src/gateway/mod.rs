@@ -8,6 +8,7 @@ mod http_relay;
 mod legacy_bridge;
 pub mod listen;
 pub mod mcp_relay;
+mod pool;
 pub mod proxy_status;
 pub mod session;
 pub mod upstream;

@@ -1,6 +1,6 @@
-//! The relay's upstream client: `hyper-util`'s pooled client over the outbound policy's
-//! resolver and rustls (HTTP/1.1, and HTTP/2 where TLS negotiates it), with the gateway's
-//! timeouts. Decision 014 says why the data plane does not go through `reqwest`: per request,
+//! The relay's upstream client: connections kept per origin by [`super::pool`], over the
+//! outbound policy's resolver and rustls (HTTP/1.1, and HTTP/2 where TLS negotiates it), with
+//! the gateway's timeouts. Decision 014 says why the data plane does not go through `reqwest`: per request,
 //! reqwest re-parses the URL twice (its redirect policy and its response URL), a fifth of what
 //! a relayed call cost.
 //!
@@ -16,20 +16,16 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use futures_util::{Stream, StreamExt};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::GatewayError;
 use super::listen::{self, ListenBody, ListenClient};
+use super::pool::{self, Pool, PooledBody};
 use crate::net::NetPolicy;
-
-/// How long an idle pooled connection to an upstream is kept.
-const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// A pooled upstream client for the relays.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<listen::Connector, Body>,
+    pool: Pool,
     listen: ListenClient,
 }
 
@@ -45,7 +41,7 @@ pub struct Answer {
 /// Where an answer's body comes from.
 #[derive(Debug)]
 enum AnswerBody {
-    Pooled(hyper::body::Incoming),
+    Pooled(PooledBody),
     /// Boxed: a TLS connection is large.
     Own(Box<ListenBody<listen::Conn>>),
 }
@@ -66,12 +62,10 @@ impl UpstreamClient {
         // HTTP/1.1 only: that is all the listening streams' client speaks.
         let listen =
             ListenClient::new(builder()?.wrap_connector(policy.http_connector(connect_timeout)));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(https);
-        Ok(Self { client, listen })
+        Ok(Self {
+            pool: Pool::new(https),
+            listen,
+        })
     }
 
     /// Sends a request to `uri` ([`uri_of`], [`crate::mcp::Target::uri`]). `idle`: see the
@@ -106,7 +100,7 @@ impl UpstreamClient {
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
-        let sent = self.client.request(request);
+        let sent = self.pool.send(request);
         let answer = match idle {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
                 Ok(r) => r,
@@ -140,7 +134,7 @@ pub enum Failure {
     /// The target URL is not a valid request target.
     Url(String),
     /// Connecting, sending or receiving the head failed.
-    Exchange(hyper_util::client::legacy::Error),
+    Exchange(pool::Error),
     /// The same, for a listening stream.
     Listen(listen::BoxError),
 }
