@@ -362,12 +362,14 @@ impl std::fmt::Debug for PooledBody {
 impl PooledBody {
     fn new(body: Incoming, back: Option<Back>) -> Self {
         let mut this = Self { body, back };
-        this.back_if_done();
+        this.back_if_done(false);
         this
     }
 
-    fn back_if_done(&mut self) {
-        if hyper::body::Body::is_end_stream(&self.body) {
+    /// Hands the connection back if the body has ended: `ended` (it said so), or known to
+    /// (all of a `Content-Length` body read; a chunked body's end is only known from `ended`).
+    fn back_if_done(&mut self, ended: bool) {
+        if ended || hyper::body::Body::is_end_stream(&self.body) {
             if let Some(back) = self.back.take() {
                 if let Some(pool) = back.pool.upgrade() {
                     sweep_from_now_on(&pool);
@@ -388,8 +390,8 @@ impl hyper::body::Body for PooledBody {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
         match &frame {
-            None => self.back_if_done(),
-            Some(Ok(_)) => self.back_if_done(),
+            None => self.back_if_done(true),
+            Some(Ok(_)) => self.back_if_done(false),
             // A broken answer: its connection is not reused.
             Some(Err(_)) => self.back = None,
         }
@@ -426,10 +428,13 @@ mod tests {
         Request::get(uri).body(Body::empty()).unwrap()
     }
 
-    /// A server on loopback answering `answers` requests per connection (Content-Length
-    /// bodies naming the connection's number), then closing; returns its address and a count
-    /// of the connections it accepted.
-    async fn server(answers: usize) -> (std::net::SocketAddr, Arc<AtomicU32>) {
+    /// A server on loopback answering `answers` requests per connection (bodies naming the
+    /// connection's number, with a `Content-Length` or `chunked`), then closing; returns its
+    /// address and a count of the connections it accepted.
+    async fn server_framed(
+        answers: usize,
+        chunked: bool,
+    ) -> (std::net::SocketAddr, Arc<AtomicU32>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicU32::new(0));
@@ -454,16 +459,27 @@ mod tests {
                         let head = String::from_utf8_lossy(&buf[..end]).to_string();
                         buf.drain(..end);
                         let body = format!("conn {n} {}", head.lines().next().unwrap());
-                        let answer = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
+                        let answer = if chunked {
+                            format!(
+                                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                                body.len()
+                            )
+                        } else {
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                        };
                         sock.write_all(answer.as_bytes()).await.unwrap();
                     }
                 });
             }
         });
         (addr, accepted)
+    }
+
+    async fn server(answers: usize) -> (std::net::SocketAddr, Arc<AtomicU32>) {
+        server_framed(answers, false).await
     }
 
     async fn text(answer: Response<PooledBody>) -> String {
@@ -484,6 +500,20 @@ mod tests {
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_read_to_its_end_gives_its_connection_back_too() {
+        let (addr, accepted) = server_framed(100, true).await;
+        let pool = pool();
+        for i in 0..5 {
+            let answer = pool
+                .send(get(&format!("http://{addr}/c{i}")))
+                .await
+                .unwrap();
+            assert_eq!(text(answer).await, format!("conn 0 GET /c{i} HTTP/1.1"));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
