@@ -270,7 +270,7 @@ async fn run(a: RunArgs) -> Result<()> {
 async fn measure(rig: &rig::Rig, s: &rig::Settings, results: &mut report::Results) -> Result<()> {
     let mut s1_direct = None;
     for sc in scenarios::all(rig, s)? {
-        let rows = runner::run(&sc, s, s1_direct).await?;
+        let rows = runner::run(&sc, s, s1_direct, rig.upstream.addr).await?;
         if sc.id == "1" {
             s1_direct = rows.iter().find(|r| r.target == "direct").map(|r| r.rps);
         }

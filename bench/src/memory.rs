@@ -91,12 +91,17 @@ pub async fn open_streams(addr: std::net::SocketAddr, req: &Req, n: usize) -> Re
 
 /// The upstream's count of open listening streams.
 pub async fn upstream_streams(upstream: std::net::SocketAddr) -> Result<u64> {
+    upstream_stat(upstream, "open_streams").await
+}
+
+/// One figure of the fast upstream's `/stats` (`open_streams`, `connections`).
+pub async fn upstream_stat(upstream: std::net::SocketAddr, name: &str) -> Result<u64> {
     let req = Req::new(Method::GET, "/stats").bearer(crate::upstream::TOKEN)?;
     let a = client::once(upstream, &req).await?;
     a.json()?
-        .get("open_streams")
+        .get(name)
         .and_then(serde_json::Value::as_u64)
-        .context("no open_streams in /stats")
+        .with_context(|| format!("no {name} in /stats"))
 }
 
 /// Waits (up to `within`) until the upstream's open stream count is `want`.

@@ -2,9 +2,17 @@
 //! gateway, nginx, …), so slow drifts of the machine hit all of them alike; the first
 //! repetition of each target starts with the warm-up. Figures are medians over repetitions;
 //! ratios are medians of per-repetition ratios to the direct target of the same repetition.
+//!
+//! Every repetition through the gateway also counts the connections the fast upstream
+//! accepted meanwhile: the gateway keeps its upstream connections, so a repetition opens at
+//! most one per load connection (the first) and a few for its own use; more fails the run
+//! (a relay that stopped reusing connections still answers, only slower — a correctness
+//! fault the timings alone would hide).
 
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
+
+use std::net::SocketAddr;
 
 use crate::load::{self, Sample};
 use crate::procs;
@@ -79,22 +87,37 @@ impl Row {
 }
 
 /// Runs one scenario; `s1_direct_rps` is scenario 1's direct median (for [`RatioTo::Scenario1Direct`]).
-pub async fn run(sc: &Scenario, s: &Settings, s1_direct_rps: Option<f64>) -> Result<Vec<Row>> {
+/// `upstream`: the fast upstream (whose accepted connections are counted).
+pub async fn run(
+    sc: &Scenario,
+    s: &Settings,
+    s1_direct_rps: Option<f64>,
+    upstream: SocketAddr,
+) -> Result<Vec<Row>> {
     let (Some(side), Some(home), true) = (s.side_cpu, s.gateway_cpu, sc.one_core) else {
-        return measure(sc, s, s1_direct_rps).await;
+        return measure(sc, s, s1_direct_rps, upstream).await;
     };
     let watched: Vec<u32> = sc.targets.iter().filter_map(|t| t.watch).collect();
     for &pid in &watched {
         procs::move_to(pid, side)?;
     }
-    let rows = measure(sc, s, s1_direct_rps).await;
+    let rows = measure(sc, s, s1_direct_rps, upstream).await;
     for &pid in &watched {
         procs::move_to(pid, home)?;
     }
     rows
 }
 
-async fn measure(sc: &Scenario, s: &Settings, s1_direct_rps: Option<f64>) -> Result<Vec<Row>> {
+/// Upstream connections a repetition through the gateway may open beyond one per load
+/// connection (its MCP session pool's, a listening stream's).
+const SPARE_CONNECTIONS: u64 = 8;
+
+async fn measure(
+    sc: &Scenario,
+    s: &Settings,
+    s1_direct_rps: Option<f64>,
+    upstream: SocketAddr,
+) -> Result<Vec<Row>> {
     let reps = sc.reps.unwrap_or(s.reps).max(1);
     let mut samples: Vec<Vec<Rep>> = vec![Vec::new(); sc.targets.len()];
     eprintln!(
@@ -104,7 +127,31 @@ async fn measure(sc: &Scenario, s: &Settings, s1_direct_rps: Option<f64>) -> Res
     for rep in 0..reps {
         for (i, t) in sc.targets.iter().enumerate() {
             let lead = if rep == 0 { s.warmup } else { s.ramp };
+            let relayed = t.label.starts_with("gateway");
+            let before = match relayed {
+                true => Some(upstream_connections(upstream).await?),
+                false => None,
+            };
             let sample = load::run(&t.load, lead, s.secs, t.watch).await?;
+            let mut opened = None;
+            if let Some(before) = before {
+                let n = upstream_connections(upstream).await? - before;
+                opened = Some(n);
+                let opened = n;
+                let allowed = t.load.conns as u64 + SPARE_CONNECTIONS;
+                if opened > allowed {
+                    bail!(
+                        "scenario {} ({}), target {}: the upstream accepted {opened} connections \
+                         in one repetition of {} requests over {} connections (at most {allowed} \
+                         expected): the gateway is not reusing its upstream connections",
+                        sc.id,
+                        sc.title,
+                        t.label,
+                        sample.requests,
+                        t.load.conns
+                    );
+                }
+            }
             if sample.errors > 0 || sample.requests == 0 {
                 bail!(
                     "scenario {} ({}), target {}: {} errors, {} requests; first error: {}",
@@ -127,6 +174,9 @@ async fn measure(sc: &Scenario, s: &Settings, s1_direct_rps: Option<f64>) -> Res
                 r.cpu_us
                     .map(|c| format!("  cpu {c:.1} µs/req"))
                     .unwrap_or_default()
+                    + &opened
+                        .map(|n| format!("  upstream conns +{n}"))
+                        .unwrap_or_default()
             );
             samples[i].push(r);
         }
@@ -163,6 +213,11 @@ async fn measure(sc: &Scenario, s: &Settings, s1_direct_rps: Option<f64>) -> Res
         });
     }
     Ok(rows)
+}
+
+/// Connections the fast upstream has accepted since it started.
+async fn upstream_connections(upstream: SocketAddr) -> Result<u64> {
+    crate::memory::upstream_stat(upstream, "connections").await
 }
 
 #[cfg(test)]

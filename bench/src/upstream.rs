@@ -8,7 +8,7 @@
 //!   `/mcp`, answering after a fixed 2 ms (the callgrind gate).
 //! - `GET /mcp*`: an SSE listening stream that stays idle (scenario 6).
 //! - `POST /echo`: the request body back (the `/http` relay, scenario 5).
-//! - `GET /stats`: open listening streams.
+//! - `GET /stats`: open listening streams, and connections accepted since start.
 //!
 //! Every request must carry `Authorization: Bearer <token>` (the credential the gateway
 //! injects), and every MCP request after `initialize` on a session path an `Mcp-Session-Id`
@@ -89,6 +89,7 @@ impl Body for Out {
 struct State {
     next_session: AtomicU64,
     open_streams: AtomicU64,
+    connections: AtomicU64,
 }
 
 /// Serves until the process ends (or stdin closes: the parent is gone).
@@ -105,6 +106,7 @@ pub async fn serve_on(listener: tokio::net::TcpListener) -> Result<()> {
     loop {
         let (tcp, _) = listener.accept().await?;
         tcp.set_nodelay(true)?;
+        state.connections.fetch_add(1, Ordering::Relaxed);
         let state = state.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
@@ -178,7 +180,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ou
             Err(_) => text(StatusCode::BAD_REQUEST, "body broke"),
         },
         (Method::GET, None) if path == "/stats" => {
-            let body = json!({"open_streams": state.open_streams.load(Ordering::Relaxed)});
+            let body = json!({
+                "open_streams": state.open_streams.load(Ordering::Relaxed),
+                "connections": state.connections.load(Ordering::Relaxed),
+            });
             reply(
                 StatusCode::OK,
                 "application/json",
