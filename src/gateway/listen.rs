@@ -82,12 +82,7 @@ fn request_head(uri: &Uri, headers: &HeaderMap) -> Vec<u8> {
     out.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(uri.host().unwrap_or_default().as_bytes());
-    let default_port = if uri.scheme_str() == Some("https") {
-        443
-    } else {
-        80
-    };
-    if let Some(port) = uri.port_u16().filter(|p| *p != default_port) {
+    if let Some(port) = named_port(uri) {
         out.extend_from_slice(format!(":{port}").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
@@ -102,6 +97,16 @@ fn request_head(uri: &Uri, headers: &HeaderMap) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// The port a `Host` header names: `uri`'s, unless it is its scheme's default.
+pub(super) fn named_port(uri: &Uri) -> Option<u16> {
+    let default = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    uri.port_u16().filter(|p| *p != default)
 }
 
 fn bad(what: impl Into<String>) -> io::Error {

@@ -320,12 +320,7 @@ fn prepare_h1(request: &mut Request<Body>) {
     let uri = request.uri();
     if !request.headers().contains_key(header::HOST) {
         let host = uri.host().unwrap_or_default();
-        let default = if uri.scheme() == Some(&Scheme::HTTPS) {
-            443
-        } else {
-            80
-        };
-        let value = match uri.port_u16().filter(|p| *p != default) {
+        let value = match super::listen::named_port(uri) {
             Some(port) => HeaderValue::try_from(format!("{host}:{port}")),
             None => HeaderValue::from_str(host),
         };
@@ -487,9 +482,9 @@ mod tests {
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
-    #[tokio::test]
-    async fn a_connection_read_to_its_end_is_reused() {
-        let (addr, accepted) = server(100).await;
+    /// Five requests in turn, each answer read to its end, over one connection.
+    async fn reused_over_one_connection(chunked: bool) -> Pool {
+        let (addr, accepted) = server_framed(100, chunked).await;
         let pool = pool();
         for i in 0..5 {
             let answer = pool
@@ -499,21 +494,18 @@ mod tests {
             assert_eq!(text(answer).await, format!("conn 0 GET /x?i={i} HTTP/1.1"));
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        pool
+    }
+
+    #[tokio::test]
+    async fn a_connection_read_to_its_end_is_reused() {
+        let pool = reused_over_one_connection(false).await;
         assert_eq!(pool.idle_count(), 1);
     }
 
     #[tokio::test]
     async fn a_chunked_answer_read_to_its_end_gives_its_connection_back_too() {
-        let (addr, accepted) = server_framed(100, true).await;
-        let pool = pool();
-        for i in 0..5 {
-            let answer = pool
-                .send(get(&format!("http://{addr}/c{i}")))
-                .await
-                .unwrap();
-            assert_eq!(text(answer).await, format!("conn 0 GET /c{i} HTTP/1.1"));
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        reused_over_one_connection(true).await;
     }
 
     #[tokio::test]
