@@ -16,7 +16,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -74,18 +74,48 @@ impl ListenClient {
     }
 }
 
+/// How a request's body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Length {
+    /// No body, and no framing header.
+    None,
+    /// `Content-Length`.
+    Known(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
 /// `GET` of `uri` as an HTTP/1.1 request head.
 fn request_head(uri: &Uri, headers: &HeaderMap) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"GET ");
+    write_head(&mut out, &Method::GET, uri, headers, Length::None);
+    out
+}
+
+/// A request's head as it goes on the wire, appended to `out`: the target in origin form,
+/// `Host` (unless `headers` has one; the scheme's default port left out), `headers` but their
+/// own framing headers, and the framing `length` says.
+pub(super) fn write_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    length: Length,
+) {
+    use std::io::Write as _;
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    out.extend_from_slice(uri.host().unwrap_or_default().as_bytes());
-    if let Some(port) = named_port(uri) {
-        out.extend_from_slice(format!(":{port}").as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(header::HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(uri.host().unwrap_or_default().as_bytes());
+        if let Some(port) = named_port(uri) {
+            let _ = write!(out, ":{port}");
+        }
+        out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             continue;
@@ -95,8 +125,14 @@ fn request_head(uri: &Uri, headers: &HeaderMap) -> Vec<u8> {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    match length {
+        Length::None => {}
+        Length::Known(n) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        Length::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
     out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// The port a `Host` header names: `uri`'s, unless it is its scheme's default.
@@ -120,7 +156,35 @@ where
 {
     io.write_all(request).await?;
     io.flush().await?;
-    let mut buf = BytesMut::with_capacity(1024);
+    let answer = read_head(&mut io, false).await?;
+    // Keep only what came after the head, in an allocation of its own size: the stream may
+    // stay open for hours.
+    let rest = BytesMut::from(&answer.rest[..]);
+    Ok((answer.head, ListenBody::new(io, rest, answer.framing)))
+}
+
+/// An answer's head as read off a connection.
+#[derive(Debug)]
+pub(super) struct Answered {
+    pub head: Head,
+    pub framing: Framing,
+    /// Whether the connection may carry another request once the body has been read:
+    /// HTTP/1.1, no `Connection: close`, a body that does not end with the connection.
+    pub reusable: bool,
+    /// What arrived after the head (the body's start), in the buffer the head was read into.
+    pub rest: BytesMut,
+}
+
+/// Reads an answer's head from `io` (1xx answers skipped). `to_head`: the request was `HEAD`
+/// (the answer has no body, whatever its headers say). An upstream that closes or resets the
+/// connection before a byte of answer is an [`io::ErrorKind::UnexpectedEof`] error saying
+/// [`NO_ANSWER`].
+pub(super) async fn read_head<IO>(io: &mut IO, to_head: bool) -> io::Result<Answered>
+where
+    IO: AsyncRead + Unpin,
+{
+    let mut buf = BytesMut::new();
+    let mut any = false;
     loop {
         if !buf.is_empty() {
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -144,36 +208,60 @@ where
                     continue;
                 }
                 let mut headers = HeaderMap::with_capacity(answer.headers.len());
+                let mut close = answer.version != Some(1);
                 for h in answer.headers.iter() {
                     let name = HeaderName::from_bytes(h.name.as_bytes())
                         .map_err(|_| bad(format!("upstream header name {:?}", h.name)))?;
                     let value = HeaderValue::from_bytes(h.value)
                         .map_err(|_| bad(format!("upstream header {name} value")))?;
+                    if name == header::CONNECTION {
+                        close |= value
+                            .as_bytes()
+                            .split(|&b| b == b',')
+                            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+                    }
                     headers.append(name, value);
                 }
-                let framing = framing(status, &headers)?;
+                let framing = if to_head {
+                    Framing::Empty
+                } else {
+                    framing(status, &headers)?
+                };
                 buf.advance(len);
-                // Keep only what came after the head, in an allocation of its own size.
-                let rest = BytesMut::from(&buf[..]);
-                return Ok((Head { status, headers }, ListenBody::new(io, rest, framing)));
+                return Ok(Answered {
+                    head: Head { status, headers },
+                    framing,
+                    reusable: !close && framing != Framing::Close,
+                    rest: buf,
+                });
             }
         }
         if buf.len() >= MAX_HEAD {
             return Err(bad("upstream answer head over 64 KiB"));
         }
         buf.reserve(READ.min(MAX_HEAD - buf.len()));
-        if io.read_buf(&mut buf).await? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "upstream closed the connection before answering",
-            ));
+        let got = match io.read_buf(&mut buf).await {
+            Err(e) if !any && e.kind() == io::ErrorKind::ConnectionReset => 0,
+            got => got?,
+        };
+        if got == 0 {
+            let what = if any {
+                "upstream closed the connection inside the answer's head"
+            } else {
+                NO_ANSWER
+            };
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, what));
         }
+        any = true;
     }
 }
 
+/// What [`read_head`] says when the upstream closed the connection without answering.
+pub(super) const NO_ANSWER: &str = "upstream closed the connection before answering";
+
 /// How the body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(super) enum Framing {
     Empty,
     Length(u64),
     Chunked,
@@ -235,31 +323,55 @@ enum State {
     Done,
 }
 
-/// An answer's body as it arrives, as byte chunks; dropping it closes the connection.
+/// An answer's body as it arrives, as byte chunks; dropping it closes the connection (or,
+/// once it has ended, [`ListenBody::take_idle`] takes it for another request).
 #[derive(Debug)]
 pub struct ListenBody<IO> {
-    io: IO,
+    /// `None` once taken by [`ListenBody::take_idle`].
+    io: Option<IO>,
     /// Received, not yet decoded; empty (and unallocated) between reads in the usual case.
     pending: BytesMut,
     state: State,
 }
 
 impl<IO: AsyncRead + Unpin> ListenBody<IO> {
-    fn new(io: IO, pending: BytesMut, framing: Framing) -> Self {
+    pub(super) fn new(io: IO, pending: BytesMut, framing: Framing) -> Self {
         let state = match framing {
             Framing::Empty => State::Done,
             Framing::Length(n) => State::Length(n),
             Framing::Chunked => State::Size,
             Framing::Close => State::Close,
         };
-        Self { io, pending, state }
+        Self {
+            io: Some(io),
+            pending,
+            state,
+        }
+    }
+
+    /// Whether the body has been read to its end (or broke).
+    pub(super) fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// The connection, if the body ended cleanly with nothing after it: it may carry another
+    /// request (if the answer's head said it could).
+    pub(super) fn take_idle(&mut self) -> Option<IO> {
+        if self.state == State::Done && self.pending.is_empty() {
+            self.io.take()
+        } else {
+            None
+        }
     }
 
     /// Reads once (into the stack) and appends what came; `Ok(0)` at the end of the input.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let mut chunk = [MaybeUninit::<u8>::uninit(); READ];
         let mut into = ReadBuf::uninit(&mut chunk);
-        let polled = Pin::new(&mut self.io).poll_read(cx, &mut into);
+        let Some(io) = self.io.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        let polled = Pin::new(io).poll_read(cx, &mut into);
         if polled.is_pending() {
             // A partial line waits for the rest: do not let it pin a larger allocation.
             if self.pending.capacity() > 2 * self.pending.len() + 64 {
@@ -369,6 +481,7 @@ impl<IO: AsyncRead + Unpin> Stream for ListenBody<IO> {
                 Ok(None) => {}
                 Err(e) => {
                     this.state = State::Done;
+                    this.io = None;
                     return Poll::Ready(Some(Err(e)));
                 }
             }
@@ -376,6 +489,7 @@ impl<IO: AsyncRead + Unpin> Stream for ListenBody<IO> {
                 Ok(0) => {
                     let ended = this.state == State::Close;
                     this.state = State::Done;
+                    this.io = None;
                     if ended {
                         return Poll::Ready(None);
                     }
@@ -387,6 +501,7 @@ impl<IO: AsyncRead + Unpin> Stream for ListenBody<IO> {
                 Ok(_) => {}
                 Err(e) => {
                     this.state = State::Done;
+                    this.io = None;
                     return Poll::Ready(Some(Err(e)));
                 }
             }
@@ -492,6 +607,40 @@ mod tests {
         );
         assert!(head.contains("\r\naccept: text/event-stream\r\n"), "{head}");
         assert!(!head.contains("content-length"), "{head}");
+    }
+
+    #[test]
+    fn a_request_head_names_the_host_as_the_uri_does() {
+        let mut out = Vec::new();
+        let uri: Uri = "http://example.test:8080/p?q=1".parse().unwrap();
+        write_head(
+            &mut out,
+            &Method::POST,
+            &uri,
+            &HeaderMap::new(),
+            Length::Known(7),
+        );
+        assert_eq!(
+            out,
+            b"POST /p?q=1 HTTP/1.1\r\nhost: example.test:8080\r\ncontent-length: 7\r\n\r\n"
+        );
+        out.clear();
+        let uri: Uri = "https://example.test:443".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("transfer-encoding", HeaderValue::from_static("gzip"));
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        write_head(&mut out, &Method::PUT, &uri, &headers, Length::Chunked);
+        assert_eq!(
+            out,
+            b"PUT / HTTP/1.1\r\nhost: example.test\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        // A Host the caller set is kept, not doubled.
+        out.clear();
+        headers.insert(header::HOST, HeaderValue::from_static("other.test"));
+        write_head(&mut out, &Method::GET, &uri, &headers, Length::None);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("host:").count(), 1, "{text}");
+        assert!(text.contains("host: other.test\r\n"), "{text}");
     }
 
     #[tokio::test]

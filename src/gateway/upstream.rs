@@ -109,7 +109,7 @@ impl UpstreamClient {
             None => sent.await,
         }
         .map_err(Failure::Exchange)?;
-        let (head, body) = answer.into_parts();
+        let (head, body) = answer;
         Ok(Answer {
             status: head.status,
             headers: head.headers,
@@ -184,8 +184,7 @@ impl Answer {
             AnswerBody::Own(body) => return body.right_stream(),
             AnswerBody::Pooled(body) => body,
         };
-        let frames =
-            http_body_util::BodyDataStream::new(body).map(|r| r.map_err(std::io::Error::other));
+        let frames = body;
         let pooled = match self.idle {
             None => frames.left_stream(),
             Some(limit) => futures_util::stream::unfold(Some(frames), move |frames| async move {
