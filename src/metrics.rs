@@ -61,6 +61,8 @@ pub struct Metrics {
     pub vault_operations: IntCounterVec,
     /// Reads answered from memory because the store was unreachable.
     pub store_fallback_reads: IntCounter,
+    /// Connections the relays' pool opened to upstreams, by protocol.
+    pub upstream_connections: IntCounterVec,
     connectors: ConnectorLabels,
     http_made: Made<IntCounter, 4>,
     http_duration_made: Made<Histogram, 2>,
@@ -182,6 +184,12 @@ impl Metrics {
                     .expect("metric registered once");
                 c
             },
+            upstream_connections: counter(
+                &r,
+                "switchboard_upstream_connections_opened_total",
+                "Connections the relays opened to upstreams for their pool (HTTP/1.1 or HTTP/2; a listening stream's own connection not counted)",
+                &["protocol"],
+            ),
             open_streams,
             upstream_sessions,
             connectors: ConnectorLabels::default(),
@@ -203,6 +211,13 @@ impl Metrics {
     /// One store read answered from memory during a store outage.
     pub fn store_fallback(&self) {
         self.store_fallback_reads.inc();
+    }
+
+    /// One connection opened by the relays' pool (`http1`, `http2`).
+    pub fn upstream_connection_opened(&self, protocol: &'static str) {
+        self.upstream_connections
+            .with_label_values(&[protocol])
+            .inc();
     }
 
     /// Records one HTTP request (both listeners).

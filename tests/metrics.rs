@@ -129,6 +129,18 @@ async fn counters_and_histograms_follow_a_known_sequence() {
         .unwrap()
         .to_owned();
     let _ = init.bytes().await.unwrap();
+    // A second relayed request: over the connection the first one opened.
+    let ping = client
+        .post(format!("{}/v1/connectors-gateway/metered/mcp", app.base))
+        .bearer_auth(&key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), StatusCode::OK);
+    let _ = ping.bytes().await.unwrap();
     let missing = client
         .post(format!("{}/v1/connectors-gateway/nope/mcp", app.base))
         .bearer_auth(&key)
@@ -171,7 +183,12 @@ async fn counters_and_histograms_follow_a_known_sequence() {
             "POST",
             "200"
         )),
-        1.0
+        2.0
+    );
+    assert_eq!(
+        d("switchboard_upstream_connections_opened_total{protocol=\"http1\"}"),
+        1.0,
+        "the relays' second request reuses the first one's connection"
     );
     assert_eq!(
         d(&http(

@@ -1,15 +1,19 @@
-//! Listening streams (`GET` on an MCP endpoint, no idle timeout) over a connection of their
-//! own, spoken by a minimal HTTP/1.1 client. Such a stream may stay open for hours; through
-//! the pooled client it held a connection task with an 8 KiB read buffer, an 8 KiB write
-//! buffer and a dispatch channel (~17 KiB resident) for all that time. Here an open stream
-//! holds its socket, the body's framing state and, between reads, no buffer at all: a read
-//! goes into the stack and only what arrived is kept. Decision 017.
+//! A minimal HTTP/1.1 client: the request head written by hand, the answer's head parsed by
+//! `httparse` (at most 64 KiB and 100 headers, 1xx answers skipped), the body framed as
+//! RFC 9112 §6.3 says (chunked, `Content-Length`, or until the upstream closes).
 //!
-//! Scope: one `GET` without a body; the answer's head parsed by `httparse` (at most 64 KiB
-//! and 100 headers, 1xx answers skipped); the body framed as RFC 9112 §6.3 says (chunked,
-//! `Content-Length`, or until the upstream closes). Connecting — the outbound policy's
-//! resolver, `TCP_NODELAY`, the connect timeout, rustls — is the pooled client's connector,
-//! offering HTTP/1.1 only. The connection is closed when the stream ends.
+//! Listening streams (`GET` on an MCP endpoint, no idle timeout) use it over a connection of
+//! their own ([`ListenClient`]). Such a stream may stay open for hours; through hyper's client
+//! it held a connection task with an 8 KiB read buffer, an 8 KiB write buffer and a dispatch
+//! channel (~17 KiB resident) for all that time. Here an open stream holds its socket, the
+//! body's framing state and, between reads, no buffer at all: a read goes into the stack and
+//! only what arrived is kept. Decision 017. Connecting — the outbound policy's resolver,
+//! `TCP_NODELAY`, the connect timeout, rustls — is the pooled client's connector, offering
+//! HTTP/1.1 only. The connection is closed when the stream ends.
+//!
+//! The relays' pooled HTTP/1.1 connections (`super::pool`, decision 020) use the same head
+//! writer (`write_head`), head reader (`read_head`) and body decoder ([`ListenBody`], whose
+//! connection `ListenBody::take_idle` takes back once the body has ended).
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -324,7 +328,7 @@ enum State {
 }
 
 /// An answer's body as it arrives, as byte chunks; dropping it closes the connection (or,
-/// once it has ended, [`ListenBody::take_idle`] takes it for another request).
+/// once it has ended, `take_idle` takes it for another request).
 #[derive(Debug)]
 pub struct ListenBody<IO> {
     /// `None` once taken by [`ListenBody::take_idle`].

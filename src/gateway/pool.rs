@@ -267,7 +267,9 @@ impl Pool {
             .call(uri.clone())
             .await
             .map_err(error("connect error"))?;
+        let metrics = crate::metrics::get();
         if !io.connected().is_negotiated_h2() {
+            metrics.upstream_connection_opened("http1");
             return Ok(Sender::H1(Box::new(hyper_util::rt::TokioIo::new(io))));
         }
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
@@ -275,6 +277,7 @@ impl Pool {
             .handshake(io)
             .await
             .map_err(|e| error("HTTP handshake")(e.into()))?;
+        metrics.upstream_connection_opened("http2");
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
