@@ -83,7 +83,9 @@ async fn relay(state: &AppState, req: Request) -> Result<Response, GatewayError>
         return Err(GatewayError::PayloadTooLarge(max_body));
     }
     let mut kept: Option<axum::body::Bytes> = None;
-    let mut stream = Some(body);
+    // A request without a body (no `Content-Length`, no `Transfer-Encoding`) goes without one,
+    // not as an empty chunked body.
+    let mut stream = (!hyper::body::Body::is_end_stream(&body)).then_some(body);
     if replayable {
         let limit = state.gateway.max_body_bytes;
         let body = stream.take().unwrap_or_default();

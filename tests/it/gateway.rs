@@ -143,6 +143,9 @@ async fn http_relay_forwards_byte_for_byte_and_returns_upstream_answers_unchange
         seen["headers"].get("authorization").is_none(),
         "the gateway key never goes upstream"
     );
+    // A request without a body goes without one (no empty chunked body on a GET).
+    assert!(seen["headers"].get("transfer-encoding").is_none(), "{seen}");
+    assert!(seen["headers"].get("content-length").is_none(), "{seen}");
 
     for (rest, path) in [("", "/base/"), ("/", "/base/")] {
         let seen: Value = client
@@ -170,6 +173,9 @@ async fn http_relay_forwards_byte_for_byte_and_returns_upstream_answers_unchange
         .unwrap();
     assert_eq!(seen["method"], "POST");
     assert_eq!(seen["body_len"], 1 << 20);
+    // Relayed as it came: with its length, not re-framed.
+    assert_eq!(seen["headers"]["content-length"], "1048576");
+    assert!(seen["headers"].get("transfer-encoding").is_none(), "{seen}");
 
     let resp = client
         .get(gw("/teapot"))
