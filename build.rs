@@ -25,8 +25,16 @@ fn main() {
     if var("CARGO_ENCODED_RUSTFLAGS").contains("sanitizer-coverage") {
         return;
     }
-    let list = PathBuf::from(var("CARGO_MANIFEST_DIR")).join("link/symbol-order.txt");
-    if !list.exists() {
+    let source = PathBuf::from(var("CARGO_MANIFEST_DIR")).join("link/symbol-order.txt");
+    if !source.exists() {
+        return;
+    }
+    // The linker reads a copy in OUT_DIR, not the checkout's file: cargo keeps this script's
+    // output for another checkout sharing the target dir (a CI cache) when the list there is
+    // older than this run, and a path into a checkout since deleted would fail the link.
+    let list = PathBuf::from(var("OUT_DIR")).join("symbol-order.txt");
+    if std::fs::copy(&source, &list).is_err() {
+        println!("cargo:warning=could not copy link/symbol-order.txt: code not ordered");
         return;
     }
     let args = [
