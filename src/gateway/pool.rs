@@ -646,15 +646,7 @@ mod tests {
         answers: usize,
         chunked: bool,
     ) -> (std::net::SocketAddr, Arc<AtomicU32>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicU32::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut sock, _) = listener.accept().await.unwrap();
-                let n = count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
+        serve_each(move |mut sock, n| async move {
                     let mut buf = Vec::new();
                     for _ in 0..answers {
                         // One request head (no bodies here).
@@ -683,7 +675,26 @@ mod tests {
                         };
                         sock.write_all(answer.as_bytes()).await.unwrap();
                     }
-                });
+        })
+        .await
+    }
+
+    /// A loopback server running `handle` on each connection it accepts (with the connection's
+    /// number, from 0); returns its address and a count of the connections accepted.
+    async fn serve_each<F, Fut>(handle: F) -> (std::net::SocketAddr, Arc<AtomicU32>)
+    where
+        F: Fn(tokio::net::TcpStream, u32) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU32::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (sock, _) = listener.accept().await.unwrap();
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(handle(sock, n));
             }
         });
         (addr, accepted)
@@ -782,28 +793,18 @@ mod tests {
     /// connection when the next one arrives, unanswered (an upstream whose keep-alive timeout
     /// fired as the request was on its way).
     async fn server_closing_on_the_second() -> (std::net::SocketAddr, Arc<AtomicU32>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicU32::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut sock, _) = listener.accept().await.unwrap();
-                let n = count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut chunk = [0u8; 4096];
-                    let _ = sock.read(&mut chunk).await;
-                    let body = format!("conn {n}");
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    sock.write_all(answer.as_bytes()).await.unwrap();
-                    let _ = sock.read(&mut chunk).await;
-                });
-            }
-        });
-        (addr, accepted)
+        serve_each(|mut sock, n| async move {
+            let mut chunk = [0u8; 4096];
+            let _ = sock.read(&mut chunk).await;
+            let body = format!("conn {n}");
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(answer.as_bytes()).await.unwrap();
+            let _ = sock.read(&mut chunk).await;
+        })
+        .await
     }
 
     #[tokio::test]
@@ -827,52 +828,42 @@ mod tests {
     /// request's framing headers and its body; `connection: close` when asked for.
     async fn echo_server() -> (std::net::SocketAddr, Arc<AtomicU32>) {
         use hyper::service::service_fn;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicU32::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (sock, _) = listener.accept().await.unwrap();
-                count.fetch_add(1, Ordering::SeqCst);
-                let service = service_fn(|request: Request<Incoming>| async move {
-                    let (parts, body) = request.into_parts();
-                    let framing = |name| {
-                        parts
-                            .headers
-                            .get(name)
-                            .map_or("-".to_owned(), |v: &axum::http::HeaderValue| {
-                                v.to_str().unwrap().to_owned()
-                            })
-                    };
-                    let line = format!(
-                        "{} {} cl={} te={} host={} body=",
-                        parts.method,
-                        parts.uri,
-                        framing(header::CONTENT_LENGTH),
-                        framing(header::TRANSFER_ENCODING),
-                        framing(header::HOST),
-                    );
-                    let body = body.collect().await?.to_bytes();
-                    let mut answer = axum::http::Response::new(http_body_util::Full::new(
-                        Bytes::from([line.as_bytes(), &body].concat()),
-                    ));
-                    if parts.headers.contains_key("x-close") {
-                        answer
-                            .headers_mut()
-                            .insert(header::CONNECTION, "close".parse().unwrap());
-                    }
-                    Ok::<_, hyper::Error>(answer)
-                });
-                tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(sock);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
-                });
-            }
-        });
-        (addr, accepted)
+        serve_each(|sock, _| async move {
+            let service = service_fn(|request: Request<Incoming>| async move {
+                let (parts, body) = request.into_parts();
+                let framing = |name| {
+                    parts
+                        .headers
+                        .get(name)
+                        .map_or("-".to_owned(), |v: &axum::http::HeaderValue| {
+                            v.to_str().unwrap().to_owned()
+                        })
+                };
+                let line = format!(
+                    "{} {} cl={} te={} host={} body=",
+                    parts.method,
+                    parts.uri,
+                    framing(header::CONTENT_LENGTH),
+                    framing(header::TRANSFER_ENCODING),
+                    framing(header::HOST),
+                );
+                let body = body.collect().await?.to_bytes();
+                let mut answer = axum::http::Response::new(http_body_util::Full::new(Bytes::from(
+                    [line.as_bytes(), &body].concat(),
+                )));
+                if parts.headers.contains_key("x-close") {
+                    answer
+                        .headers_mut()
+                        .insert(header::CONNECTION, "close".parse().unwrap());
+                }
+                Ok::<_, hyper::Error>(answer)
+            });
+            let io = hyper_util::rt::TokioIo::new(sock);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        })
+        .await
     }
 
     fn request(method: Method, uri: &str, body: Body) -> Request<Body> {
